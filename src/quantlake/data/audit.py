@@ -1,0 +1,206 @@
+"""The gate: check every staged file and publish the Golden Copy (`data/lakehouse/`).
+
+Status of a symbol (first that applies):
+
+* ``toxic``: ingestion could not isolate a contamination, or the staged file breaks the OHLCV
+  contract, or it holds no bar. Listed in the catalog; no file in the lakehouse.
+* ``stale``: the last bar is more than `audit.stale_days` days before `as_of` (halted or
+  delisted markets, a source that stopped serving the symbol).
+* ``degraded``: certified, but a gate removed bars or values (`quarantined` > 0), or the series
+  has gaps longer than `data.max_gap_days`, or its quality score is below `audit.min_quality`.
+* ``ok``: everything else.
+
+Data quality score, in [0, 1]: ``coverage * cleanliness`` where
+``coverage = rows / days(start_date..end_date)`` (the share of calendar days that have a bar)
+and ``cleanliness = rows / (rows + quarantined)`` (the share of bars no gate had to touch,
+counting each quarantine event once). A toxic symbol scores 0.
+
+The new lakehouse is built in a temporary folder next to `data/lakehouse/` (unchanged bar
+files hard-linked from staging, not copied, where the filesystem allows), every certified file
+is validated once more, and the folder is swapped into place. If any certified file would
+break a contract, nothing is published and the command fails.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..contracts import SCHEMA_VERSION, STATUSES, SymbolId, parse_date, validate_catalog, validate_ohlcv
+from ..lakehouse import AUDIT, CATALOG, CERTIFIED, recover_swap, swap_dir_into_place
+from ..storage import atomic_write_json, link_or_copy, read_bars, sha256_file
+from .staging import StagingStore
+
+
+class AuditFailure(Exception):
+    """A certified file would break a contract: nothing was published."""
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    as_of: dt.date
+    stale_days: int = 3
+    min_quality: float = 0.98
+    certify: tuple[str, ...] = ("ok", "degraded", "stale")
+
+    @classmethod
+    def from_params(cls, data_params: dict, audit_params: dict) -> "AuditConfig":
+        allowed = {"stale_days", "min_quality", "certify"}
+        unknown = set(audit_params) - allowed
+        if unknown:
+            from ..contracts import ContractError
+
+            raise ContractError(f"audit: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+        certify = tuple(audit_params.get("certify", cls.certify))
+        bad = [s for s in certify if s not in STATUSES or s == "toxic"]
+        if bad:
+            from ..contracts import ContractError
+
+            raise ContractError(f"audit.certify: {bad} cannot be certified (choose from ok, degraded, stale)")
+        return cls(
+            as_of=parse_date(data_params.get("as_of"), field="data.as_of"),
+            stale_days=int(audit_params.get("stale_days", cls.stale_days)),
+            min_quality=float(audit_params.get("min_quality", cls.min_quality)),
+            certify=certify,
+        )
+
+
+def quality_score(rows: int, start_date: str | None, end_date: str | None, quarantined: int) -> float:
+    if rows <= 0 or not start_date or not end_date:
+        return 0.0
+    days = (parse_date(end_date) - parse_date(start_date)).days + 1
+    coverage = rows / days
+    cleanliness = rows / (rows + quarantined)
+    return round(min(1.0, coverage * cleanliness), 6)
+
+
+def classify(entry: dict, violations: list[str], cfg: AuditConfig) -> tuple[str, list[str]]:
+    """(status, reasons) for one staged symbol."""
+    if entry.get("toxic_reason"):
+        return "toxic", [entry["toxic_reason"]]
+    if violations:
+        return "toxic", [f"contract violation: {v}" for v in violations[:5]]
+    if not entry.get("rows"):
+        return "toxic", ["no bar survived the quality gates"]
+    reasons = []
+    lag = (cfg.as_of - parse_date(entry["end_date"])).days
+    if lag > cfg.stale_days:
+        return "stale", [f"last bar {entry['end_date']} is {lag} days before as_of {cfg.as_of}"]
+    if entry.get("quarantined"):
+        reasons.append(f"{entry['quarantined']} quarantined bar(s) or value(s)")
+    if entry.get("gaps"):
+        reasons.append(f"{len(entry['gaps'])} gap(s) longer than max_gap_days")
+    score = quality_score(entry["rows"], entry["start_date"], entry["end_date"], entry.get("quarantined", 0))
+    if score < cfg.min_quality:
+        reasons.append(f"quality score {score} below {cfg.min_quality}")
+    return ("degraded" if reasons else "ok"), reasons
+
+
+@dataclass
+class AuditResult:
+    catalog: dict
+    certified: dict
+    report: dict
+    linked: int = 0
+    copied: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+def build_documents(state: dict, violations: dict[str, list[str]], cfg: AuditConfig, candidates: list[str] | None) -> tuple[dict, dict, dict]:
+    """catalog, certified and audit documents from the reconciled bookkeeping (pure)."""
+    symbols = {}
+    for sym, entry in sorted(state["symbols"].items()):
+        status, reasons = classify(entry, violations.get(sym, []), cfg)
+        score = 0.0 if status == "toxic" else quality_score(entry.get("rows", 0), entry.get("start_date"), entry.get("end_date"), entry.get("quarantined", 0))
+        symbols[sym] = {
+            "file": entry["file"] if status != "toxic" else None,
+            "sha256": entry["sha256"] if status != "toxic" else None,
+            "rows": entry.get("rows", 0),
+            "start_date": entry.get("start_date"),
+            "end_date": entry.get("end_date"),
+            "last_checked": entry.get("last_checked"),
+            "last_updated": entry.get("last_updated"),
+            "source": entry.get("source"),
+            "gaps": entry.get("gaps", []),
+            "quarantined": entry.get("quarantined", 0),
+            "data_quality_score": score,
+            "status": status,
+            "reasons": reasons,
+            "candidate": None if candidates is None else sym in candidates,
+        }
+    catalog = {"schema_version": SCHEMA_VERSION, "as_of": cfg.as_of.isoformat(), "symbols": symbols}
+    certified = {
+        "schema_version": SCHEMA_VERSION,
+        "as_of": cfg.as_of.isoformat(),
+        "symbols": {
+            s: {k: e[k] for k in ("file", "sha256", "rows", "start_date", "end_date", "status")}
+            for s, e in symbols.items()
+            if e["status"] in cfg.certify
+        },
+    }
+    scores = np.array([e["data_quality_score"] for e in symbols.values()] or [0.0])
+    report = {
+        "as_of": cfg.as_of.isoformat(),
+        "symbols": len(symbols),
+        "certified": len(certified["symbols"]),
+        "by_status": {s: sum(e["status"] == s for e in symbols.values()) for s in STATUSES},
+        "quarantined_events": int(sum(e["quarantined"] for e in symbols.values())),
+        "gaps": int(sum(len(e["gaps"]) for e in symbols.values())),
+        "quality_score": {
+            "min": round(float(scores.min()), 6),
+            "p25": round(float(np.percentile(scores, 25)), 6),
+            "median": round(float(np.median(scores)), 6),
+            "mean": round(float(scores.mean()), 6),
+        },
+        "missing_candidates": sorted(set(candidates or []) - set(symbols)),
+    }
+    return catalog, certified, report
+
+
+def run_audit(store: StagingStore, lakehouse: Path, cfg: AuditConfig, *, candidates: list[str] | None = None) -> AuditResult:
+    """Check the staging layers and publish the Golden Copy (see module docstring)."""
+    lakehouse = Path(lakehouse)
+    recover_swap(lakehouse)
+    state = store.load_state()
+    violations = {}
+    for sym, entry in state["symbols"].items():
+        path = store.bars_dir / entry["file"]
+        found = validate_ohlcv(read_bars(path), file=str(path), as_of=cfg.as_of, limit=20)
+        if found:
+            violations[sym] = [str(v) for v in found]
+    catalog, certified, report = build_documents(state, violations, cfg, candidates)
+    problems = validate_catalog(catalog)
+    if problems:
+        raise AuditFailure("catalog breaks its contract: " + "; ".join(problems[:10]))
+
+    lakehouse.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{lakehouse.name}.tmp-", dir=lakehouse.parent))
+    result = AuditResult(catalog, certified, report)
+    try:
+        for sym, entry in catalog["symbols"].items():
+            if entry["status"] == "toxic":
+                continue
+            how = link_or_copy(store.bars_dir / entry["file"], tmp / entry["file"])
+            result.linked += how == "link"
+            result.copied += how == "copy"
+        # The last line of defence: every certified file, as published, must meet the contract.
+        for sym, entry in certified["symbols"].items():
+            path = tmp / entry["file"]
+            if sha256_file(path) != entry["sha256"]:
+                raise AuditFailure(f"{sym}: {path.name} changed while it was published (sha256 mismatch)")
+            found = validate_ohlcv(read_bars(path), file=str(path), as_of=cfg.as_of, limit=5)
+            if found:
+                raise AuditFailure(f"{sym}: certified file breaks the contract: {found[0]}")
+        atomic_write_json(tmp / CATALOG, catalog)
+        atomic_write_json(tmp / CERTIFIED, certified)
+        atomic_write_json(tmp / AUDIT, report)
+        swap_dir_into_place(tmp, lakehouse)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return result

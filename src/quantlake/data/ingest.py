@@ -1,0 +1,231 @@
+"""Idempotent ingestion: fetch only what is missing, sanitize, commit atomically.
+
+For every candidate symbol:
+
+* skip it when the stored series already covers `as_of` (and its head already reaches
+  `data.start`), or when it was checked for this `as_of` within `data.freshness_hours`;
+* otherwise fetch only the missing windows: the tail after the stored end, and the head when
+  `data.start` moved earlier than the start it was last fetched from;
+* re-sanitize the union of the stored history (clean bars + quarantined originals) and the new
+  bars (`quality.sanitize` is a pure function of that union, so any split of a history into
+  fetches gives byte-identical files), then commit the quarantine file, the bar file and the
+  bookkeeping, in that order, each atomically.
+
+Fetches run in a bounded thread pool; commits happen in the calling thread. A symbol that
+fails is reported and the others go on. The whole run holds the staging lock, so two ingest
+processes are serialized and never lose each other's bookkeeping.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import pandas as pd
+
+from ..contracts import ContractError, SymbolId, parse_date
+from ..sources.base import Source, SourceError
+from ..storage import file_lock
+from .quality import NOT_RESTORABLE, QualityRules, restorable_raw, sanitize, sort_quarantine
+from .staging import StagingStore, utc_iso
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    as_of: dt.date
+    start: dt.date
+    freshness_hours: float = 12.0
+    workers: int = 4
+    rules: QualityRules = field(default_factory=QualityRules)
+
+    @classmethod
+    def from_params(cls, data_params: dict) -> "IngestConfig":
+        as_of = parse_date(data_params.get("as_of"), field="data.as_of")
+        start = parse_date(data_params.get("start"), field="data.start")
+        if start > as_of:
+            raise ContractError(f"data.start {start} is after data.as_of {as_of}")
+        workers = int(data_params.get("workers", 4))
+        if workers < 1:
+            raise ContractError("data.workers must be >= 1")
+        return cls(
+            as_of=as_of,
+            start=start,
+            freshness_hours=float(data_params.get("freshness_hours", 12)),
+            workers=workers,
+            rules=QualityRules.from_params(data_params),
+        )
+
+
+@dataclass
+class SymbolOutcome:
+    symbol: str
+    action: str  # fetched | skipped | failed
+    detail: str = ""
+    new_rows: int = 0
+    quarantined_new: int = 0
+    toxic: bool = False
+
+
+@dataclass
+class IngestSummary:
+    outcomes: list[SymbolOutcome]
+    source_calls: int = 0
+
+    def count(self, action: str) -> int:
+        return sum(o.action == action for o in self.outcomes)
+
+    @property
+    def failed(self) -> list[SymbolOutcome]:
+        return [o for o in self.outcomes if o.action == "failed"]
+
+    def line(self) -> str:
+        q = sum(o.quarantined_new for o in self.outcomes)
+        toxic = sum(o.toxic for o in self.outcomes)
+        return (
+            f"ingest: {self.count('fetched')} fetched, {self.count('skipped')} skipped, "
+            f"{q} quarantined, {toxic} toxic, {self.count('failed')} failed "
+            f"({len(self.outcomes)} symbols, {self.source_calls} source calls)"
+        )
+
+
+def plan_windows(entry: dict | None, cfg: IngestConfig, now: dt.datetime) -> list[tuple[dt.date, dt.date]]:
+    """The (start, end) windows to fetch for a symbol; empty means skip."""
+    if not entry or not entry.get("end_date"):
+        return [(cfg.start, cfg.as_of)]
+    windows = []
+    fetched_from = parse_date(entry.get("requested_start") or entry["start_date"])
+    if cfg.start < fetched_from:
+        windows.append((cfg.start, fetched_from - dt.timedelta(days=1)))
+    end = parse_date(entry["end_date"])
+    if end < cfg.as_of and not _checked_recently(entry, cfg, now):
+        windows.append((end + dt.timedelta(days=1), cfg.as_of))
+    return windows
+
+
+def _checked_recently(entry: dict, cfg: IngestConfig, now: dt.datetime) -> bool:
+    checked = entry.get("last_checked")
+    checked_as_of = entry.get("checked_as_of")
+    if not checked or not checked_as_of or parse_date(checked_as_of) < cfg.as_of:
+        return False
+    age = now - dt.datetime.fromisoformat(checked.replace("Z", "+00:00"))
+    return age.total_seconds() < cfg.freshness_hours * 3600
+
+
+@dataclass
+class _Fetched:
+    sid: SymbolId
+    windows: list[tuple[dt.date, dt.date]]
+    frames: list[pd.DataFrame]
+
+
+def _fetch(source: Source, sid: SymbolId, windows: list[tuple[dt.date, dt.date]]) -> _Fetched:
+    frames = [source.fetch_bars(sid, a, b) for a, b in windows]
+    return _Fetched(sid, windows, frames)
+
+
+def ingest_symbols(
+    symbols: Iterable[SymbolId],
+    source: Source,
+    store: StagingStore,
+    cfg: IngestConfig,
+    *,
+    now: dt.datetime,
+    log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
+    progress: bool | None = None,
+    lock_timeout: float = 3600.0,
+) -> IngestSummary:
+    """Bring every symbol's staged series up to `cfg.as_of` (see module docstring)."""
+    symbols = sorted(set(symbols))
+    with file_lock(store.lock_path, timeout=lock_timeout, what="another `quantlake ingest`", on_wait=log):
+        store.remove_temp_files()
+        state = store.load_state()
+        outcomes: dict[str, SymbolOutcome] = {}
+        todo = []
+        for sid in symbols:
+            windows = plan_windows(state["symbols"].get(str(sid)), cfg, now)
+            if windows:
+                todo.append((sid, windows))
+            else:
+                outcomes[str(sid)] = SymbolOutcome(str(sid), "skipped", "fresh")
+        calls = sum(len(w) for _, w in todo)
+        bar = _progress(len(todo), progress)
+        with ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="ingest") as pool:
+            futures = {pool.submit(_fetch, source, sid, windows): sid for sid, windows in todo}
+            for fut in as_completed(futures):
+                sid = futures[fut]
+                try:
+                    outcome = _commit(fut.result(), store, state, cfg, now, source)
+                except (SourceError, ContractError) as exc:
+                    outcome = SymbolOutcome(str(sid), "failed", str(exc))
+                except Exception as exc:  # one bad symbol never sinks the batch
+                    outcome = SymbolOutcome(str(sid), "failed", f"{sid}: {type(exc).__name__}: {exc}")
+                outcomes[str(sid)] = outcome
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix_str(str(sid))
+                elif outcome.action == "failed":
+                    log(f"ingest: FAILED {outcome.detail}")
+                else:
+                    log(f"ingest: {sid} {outcome.detail}")
+        if bar is not None:
+            bar.close()
+            for o in outcomes.values():
+                if o.action == "failed":
+                    log(f"ingest: FAILED {o.detail}")
+    return IngestSummary([outcomes[str(s)] for s in symbols], source_calls=calls)
+
+
+def _commit(fetched: _Fetched, store: StagingStore, state: dict, cfg: IngestConfig, now: dt.datetime, source: Source) -> SymbolOutcome:
+    sid = fetched.sid
+    old_entry = dict(state["symbols"].get(str(sid)) or {})
+    stored = store.read_bars(sid)
+    old_q = store.read_quarantine(sid)
+    raw = restorable_raw(stored if stored is not None else pd.DataFrame(columns=["timestamp", "open", "high", "low", "close", "volume"]), old_q)
+    new = pd.concat([raw, *fetched.frames], ignore_index=True)
+    # A head extension asked with an earlier as_of must not cut the stored tail.
+    as_of = max(cfg.as_of, parse_date(old_entry["end_date"])) if old_entry.get("end_date") else cfg.as_of
+    result = sanitize(new, symbol=str(sid), as_of=as_of, rules=cfg.rules)
+    kept_old = old_q[old_q["rule"].isin(NOT_RESTORABLE)]
+    quarantine = sort_quarantine(pd.concat([result.quarantine, kept_old], ignore_index=True)) if len(kept_old) else result.quarantine
+
+    starts = [w[0] for w in fetched.windows]
+    requested_start = min([cfg.start, *starts] + ([parse_date(old_entry["requested_start"])] if old_entry.get("requested_start") else []))
+    entry = dict(old_entry)
+    entry.update(
+        {
+            "source": source.name,
+            "last_checked": utc_iso(now),
+            "checked_as_of": cfg.as_of.isoformat(),
+            "requested_start": requested_start.isoformat(),
+            "toxic_reason": result.toxic_reason,
+        }
+    )
+    store.commit(sid, result.bars, quarantine, entry, state, updated_at=utc_iso(now))
+    new_rows = len(result.bars) - (0 if stored is None else len(stored))
+    q_new = len(quarantine) - len(old_q)
+    detail = f"+{new_rows} bars" + (f", {q_new} quarantined" if q_new else "") + (" (TOXIC)" if result.toxic_reason else "")
+    return SymbolOutcome(str(sid), "fetched", detail, new_rows=new_rows, quarantined_new=max(q_new, 0), toxic=bool(result.toxic_reason))
+
+
+def _progress(total: int, enabled: bool | None):
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled or total == 0:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="ingest", unit="sym", file=sys.stderr)
+
+
+def read_candidates(path) -> list[SymbolId]:
+    from ..storage import read_json
+
+    doc = read_json(path)
+    out = []
+    for i, c in enumerate(doc.get("candidates", [])):
+        out.append(SymbolId.parse(c.get("symbol"), where=f"{path} candidates[{i}].symbol"))
+    return out

@@ -1,0 +1,159 @@
+"""Atomic IO, hashing and locking: the only place that writes files.
+
+Every write goes to a temporary file in the destination folder, is fsync'ed and then
+`os.replace`d over the target, so a reader never sees a half-written file and a crash
+leaves either the old or the new version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .contracts import OHLCV_SCHEMA, QuantlakeError, coerce_bars
+
+
+class LockTimeout(QuantlakeError):
+    pass
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def dumps_json(obj: Any) -> bytes:
+    """Canonical JSON: sorted keys, fixed indentation, trailing newline (stable bytes)."""
+    return (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n").encode()
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_bytes(path, dumps_json(obj))
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path, "rb") as fh:
+        return json.load(fh)
+
+
+def table_to_parquet_bytes(table: pa.Table) -> bytes:
+    """Deterministic Snappy Parquet bytes (no pandas index, no creation-time metadata)."""
+    table = table.replace_schema_metadata(None)
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="snappy", write_statistics=True, store_schema=False)
+    return sink.getvalue()
+
+
+def bars_to_parquet_bytes(bars: pd.DataFrame) -> bytes:
+    table = pa.Table.from_pandas(coerce_bars(bars), schema=OHLCV_SCHEMA, preserve_index=False)
+    return table_to_parquet_bytes(table)
+
+
+def atomic_write_bars(path: str | os.PathLike, bars: pd.DataFrame) -> str:
+    """Write OHLCV bars atomically; return the sha256 of the bytes written."""
+    data = bars_to_parquet_bytes(bars)
+    atomic_write_bytes(path, data)
+    return sha256_bytes(data)
+
+
+def atomic_write_frame(path: str | os.PathLike, frame: pd.DataFrame) -> str:
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    data = table_to_parquet_bytes(table)
+    atomic_write_bytes(path, data)
+    return sha256_bytes(data)
+
+
+def read_bars(path: str | os.PathLike) -> pd.DataFrame:
+    return pq.read_table(path, schema=OHLCV_SCHEMA).to_pandas()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def link_or_copy(src: str | os.PathLike, dst: str | os.PathLike) -> str:
+    """Hard-link `src` to `dst` where the filesystem allows, else copy. Returns 'link' or 'copy'."""
+    try:
+        os.link(src, dst)
+        return "link"
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES):
+            raise
+    shutil.copy2(src, dst)
+    return "copy"
+
+
+@contextlib.contextmanager
+def file_lock(
+    path: str | os.PathLike, *, timeout: float = 600.0, what: str = "", on_wait=None
+) -> Iterator[None]:
+    """An exclusive advisory lock (flock) on `path`, released on exit or process death.
+
+    Waits up to `timeout` seconds (calling `on_wait(message)` once when it has to wait);
+    raises `LockTimeout` naming the lock otherwise.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if on_wait is not None:
+                    on_wait(f"waiting for the lock {path}: {what or 'another quantlake process'} is running")
+                    on_wait = None
+                if time.monotonic() >= deadline:
+                    raise LockTimeout(
+                        f"{what or 'another quantlake process'} holds the lock {path} "
+                        f"(waited {timeout:.0f}s); try again when it has finished"
+                    ) from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock

@@ -1,0 +1,60 @@
+"""Shared fixtures. Real Binance recordings are read from ../shared/data/real (never copied)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL_DIR = ROOT.parent / "shared" / "data" / "real"
+FREQTRADE_DIR = REAL_DIR / "binance_spot_1d_freqtrade_json"
+
+try:  # the fake exchange's fixtures live in their own module
+    from conftest_exchange import *  # noqa: F401,F403
+except ImportError:  # pragma: no cover - only while that module does not exist yet
+    pass
+
+
+def real_data_required() -> None:
+    """Skip only where the shared folder is absent (a user's machine), never in CI."""
+    if not FREQTRADE_DIR.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{REAL_DIR} is missing on CI: the real-data tests must run")
+        pytest.skip(f"real Binance recordings not found at {REAL_DIR}")
+
+
+def load_freqtrade(base: str) -> pd.DataFrame:
+    """A real pair's bars from the freqtrade JSON recordings, as contract columns."""
+    real_data_required()
+    rows = json.loads((FREQTRADE_DIR / f"{base}_USDT-1d.json").read_text())
+    arr = np.asarray(rows, dtype="float64")
+    return pd.DataFrame(
+        {
+            "timestamp": arr[:, 0].astype("int64"),
+            "open": arr[:, 1],
+            "high": arr[:, 2],
+            "low": arr[:, 3],
+            "close": arr[:, 4],
+            "volume": arr[:, 5],
+        }
+    )
+
+
+def real_bases() -> list[str]:
+    real_data_required()
+    return sorted(p.name.split("_")[0] for p in FREQTRADE_DIR.glob("*_USDT-1d.json"))
+
+
+NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.timezone.utc)
+AS_OF = dt.date(2026, 11, 20)
+
+
+@pytest.fixture
+def now() -> dt.datetime:
+    return NOW
