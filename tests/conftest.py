@@ -58,3 +58,31 @@ AS_OF = dt.date(2026, 11, 20)
 @pytest.fixture
 def now() -> dt.datetime:
     return NOW
+
+
+SMALL_UNIVERSE = (
+    "BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "ADAUSDT", "XRPUSDT", "DOGEUSDT", "LINKUSDT", "DOTUSDT",
+    "AVAXUSDT", "UNIUSDT", "AAVEUSDT", "SANDUSDT", "MANAUSDT", "ATOMUSDT", "LTCUSDT", "XVGUSDT", "WAVESUSDT",
+)
+
+
+@pytest.fixture(scope="session")
+def sim_lakehouse(tmp_path_factory):
+    """A small Data Cycle run on the sim (ingest -> features -> audit), built once per session.
+
+    Returns the `data/` root; tests must not modify it (copy it first).
+    """
+    from quantlake.contracts import SymbolId
+    from quantlake.data.audit import AuditConfig, run_audit
+    from quantlake.data.features import run_features
+    from quantlake.data.ingest import IngestConfig, ingest_symbols
+    from quantlake.data.staging import StagingStore
+    from quantlake.sources.sim import SimExchange
+
+    root = tmp_path_factory.mktemp("lake") / "data"
+    store = StagingStore(root / "staging/bars", root / "staging/quarantine")
+    syms = [SymbolId.parse(f"SIM:{s}") for s in SMALL_UNIVERSE]
+    ingest_symbols(syms, SimExchange(7), store, IngestConfig(as_of=AS_OF, start=dt.date(2022, 1, 1)), now=NOW, log=lambda m: None)
+    run_features([s for s in syms if str(s) != "SIM:XVGUSDT"], store.read_bars, root / "staging/features")
+    run_audit(store, root / "lakehouse", AuditConfig(as_of=AS_OF), features_dir=root / "staging/features")
+    return root

@@ -43,6 +43,9 @@ def repo(tmp_path):
         "GIT_COMMITTER_EMAIL": "test@quantlake.invalid",
         "DVC_NO_ANALYTICS": "1",
     }
+    # a shorter history keeps the test fast; everything else is the repository's own params
+    params = dst / "params.yaml"
+    params.write_text(params.read_text().replace("start: '2020-01-01'", "start: '2022-06-01'"))
     run(["git", "init", "-q", "-b", "main"], dst, env)
     run(["git", "add", "-A"], dst, env)
     run(["git", "commit", "-qm", "init"], dst, env)
@@ -54,20 +57,21 @@ def dvc(args, cwd, env, check=True):
 
 
 def lake_files(path: Path) -> dict:
-    return {p.name: sha256_file(p) for p in sorted(path.iterdir())}
+    return {str(p.relative_to(path)): sha256_file(p) for p in sorted(path.rglob("*")) if p.is_file()}
 
 
 @pytest.mark.integration
-def test_dvc_repro_fills_a_certified_lakehouse_and_a_second_repro_runs_nothing(repo):
+def test_dvc_repro_runs_both_cycles_a_second_repro_runs_nothing_and_experiments_rerun_only_alpha(repo):
     path, env = repo
     out = dvc(["repro"], path, env)
     lake = path / "data" / "lakehouse"
     catalog = json.loads((lake / "catalog.json").read_text())
     certified = json.loads((lake / "certified.json").read_text())
     assert len(list(lake.glob("*_1d.parquet"))) >= 60
+    assert (path / "artifacts/backtest/metrics.json").exists() and (path / "artifacts/backtest/tearsheet.png").exists()
     statuses = {s: e["status"] for s, e in catalog["symbols"].items()}
     assert statuses["SIM:XVGUSDT"] == "toxic" and not (lake / "SIM_XVGUSDT_1d.parquet").exists()
-    assert statuses["SIM:WAVESUSDT"] == "stale" and statuses["SIM:ADAUSDT"] == "degraded"
+    assert statuses["SIM:WAVESUSDT"] == "stale" and statuses["SIM:XEMUSDT"] == "degraded"
     assert set(certified["symbols"]) == {s for s, st in statuses.items() if st != "toxic"}
     assert any((path / "data" / "staging" / "quarantine").glob("*.parquet"))
     assert "audit:" in out.stderr + out.stdout
@@ -77,11 +81,32 @@ def test_dvc_repro_fills_a_certified_lakehouse_and_a_second_repro_runs_nothing(r
     before = lake_files(lake)
     again = dvc(["repro"], path, env)
     text = again.stdout + again.stderr
-    for stage in ("discover", "ingest", "audit"):
+    for stage in ("discover", "ingest", "features", "audit", "snapshot", "returns", "select", "synthesize", "optimize", "backtest"):
         assert f"Stage '{stage}' didn't change, skipping" in text
     assert "Running stage" not in text
     assert lake_files(lake) == before
     assert "up to date" in dvc(["status"], path, env).stdout
+
+    # an experiment on an alpha param re-runs only the alpha stages that depend on it
+    run(["git", "add", "-A"], path, env)
+    run(["git", "commit", "-qm", "first run"], path, env)
+    exp = dvc(["exp", "run", "-S", "optimization.method=min_variance"], path, env)
+    text = exp.stdout + exp.stderr
+    for stage in ("discover", "ingest", "features", "audit", "snapshot", "returns", "select", "synthesize"):
+        assert f"Stage '{stage}' didn't change, skipping" in text
+    assert "Running stage 'optimize'" in text and "Running stage 'backtest'" in text
+    assert lake_files(lake) == before
+    rows = json.loads(dvc(["exp", "show", "--json"], path, env).stdout)
+    methods = {}
+    for commit in rows:
+        for exp_row in [commit] + [e for e in commit.get("experiments") or []]:
+            for rev in exp_row.get("revs") or [exp_row]:
+                data = (rev.get("data") or {})
+                params = (data.get("params") or {}).get("params.yaml", {}).get("data", {})
+                metrics = (data.get("metrics") or {}).get("artifacts/backtest/metrics.json", {}).get("data", {})
+                if params and metrics:
+                    methods[params["optimization"]["method"]] = metrics["strategy"]["sharpe"]
+    assert set(methods) == {"hrp", "min_variance"} and methods["hrp"] != methods["min_variance"]
 
     # moving as_of forward (what `quantlake advance` does) invalidates the data stages
     run([sys.executable, "-m", "quantlake.cli", "advance", "--no-repro", "--as-of", "2026-11-21"], path, env)

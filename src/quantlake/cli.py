@@ -105,12 +105,86 @@ def cmd_audit(args) -> int:
     if args.candidates and Path(args.candidates).exists():
         candidates = [c["symbol"] for c in read_json(args.candidates).get("candidates", [])]
     store = StagingStore(args.bars, args.quarantine, max_gap_days=int(data.get("max_gap_days", 5)))
-    result = run_audit(store, Path(args.lakehouse), cfg, candidates=candidates)
+    features = Path(args.features) if args.features else None
+    result = run_audit(store, Path(args.lakehouse), cfg, candidates=candidates, features_dir=features)
     r = result.report
     by = ", ".join(f"{k} {v}" for k, v in r["by_status"].items())
     _say(f"audit: {r['symbols']} symbols ({by}); {r['certified']} certified; {result.linked} linked, {result.copied} copied")
     if r["missing_candidates"]:
         _say(f"audit: {len(r['missing_candidates'])} candidate(s) have no staged data: {', '.join(r['missing_candidates'][:10])}")
+    return 0
+
+
+def cmd_features(args) -> int:
+    from .data.features import run_features
+    from .data.staging import StagingStore
+
+    store = StagingStore(args.bars, args.quarantine)
+    state = store.load_state()["symbols"]
+    symbols = [SymbolId.parse(s) for s, e in state.items() if not e.get("toxic_reason") and e.get("rows")]
+    summary = run_features(symbols, store.read_bars, Path(args.out))
+    for detail in summary.failed.values():
+        _say(f"features: FAILED {detail}")
+    _say(summary.line())
+    return 0
+
+
+# --------------------------------------------------------------------------- alpha cycle
+
+
+def _alpha(stage: str):
+    """Every alpha command blocks outbound connections before doing any work."""
+    from .alpha.netguard import block_network
+
+    block_network(stage)
+    from .alpha import stages
+
+    return stages
+
+
+def cmd_snapshot(args) -> int:
+    stages = _alpha("snapshot")
+    as_of = parse_date(_block(load_params(args.params), "data").get("as_of"), field="data.as_of")
+    snap = stages.run_snapshot(Path(args.lakehouse), Path(args.out), as_of)
+    _say(f"snapshot: {len(snap.manifest['files'])} certified files as of {snap.manifest['as_of']}, snapshot_id {snap.snapshot_id[:16]}")
+    return 0
+
+
+def cmd_returns(args) -> int:
+    stages = _alpha("returns")
+    returns = stages.run_returns(Path(args.snapshot), Path(args.out), load_params(args.params))
+    _say(f"returns: {returns.shape[0]} days x {returns.shape[1]} symbols")
+    return 0
+
+
+def cmd_select(args) -> int:
+    stages = _alpha("select")
+    doc = stages.run_select(Path(args.alpha), Path(args.snapshot), load_params(args.params))
+    _say(f"select: {len(doc['selected'])} selected in {len(doc['clusters'])} clusters, {len(doc['vetoes'])} vetoed, as of {doc['as_of']}")
+    return 0
+
+
+def cmd_synthesize(args) -> int:
+    stages = _alpha("synthesize")
+    atoms = stages.run_synthesize(Path(args.alpha), Path(args.snapshot), load_params(args.params))
+    _say(f"synthesize: {len(atoms.atoms)} atoms")
+    return 0
+
+
+def cmd_optimize(args) -> int:
+    stages = _alpha("optimize")
+    doc = stages.run_optimize(Path(args.alpha), Path(args.snapshot), load_params(args.params))
+    top = sorted(doc["weights"].items(), key=lambda kv: -abs(kv[1]))[:5]
+    _say(f"optimize ({doc['method']}): " + ", ".join(f"{s} {w:.1%}" for s, w in top) + (" ..." if len(doc["weights"]) > 5 else ""))
+    return 0
+
+
+def cmd_backtest(args) -> int:
+    stages = _alpha("backtest")
+    metrics = stages.run_backtest(Path(args.alpha), Path(args.snapshot), Path(args.out), load_params(args.params))
+    for name in ("strategy", "equal_weight", "benchmark"):
+        m = metrics[name]
+        _say(f"backtest {name:>12}: CAGR {m['cagr']}, Sharpe {m['sharpe']}, max drawdown {m['max_drawdown']}")
     return 0
 
 
@@ -171,7 +245,40 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quarantine", default="data/staging/quarantine")
     s.add_argument("--candidates", default="data/export/candidates.json")
     s.add_argument("--lakehouse", default="data/lakehouse")
+    s.add_argument("--features", default="data/staging/features", help="feature store layer to publish ('' to skip)")
     s.set_defaults(func=cmd_audit)
+
+    s = sub.add_parser("features", help="compute point-in-time technical ratings for every staged symbol")
+    s.add_argument("--bars", default="data/staging/bars")
+    s.add_argument("--quarantine", default="data/staging/quarantine")
+    s.add_argument("--out", default="data/staging/features")
+    s.set_defaults(func=cmd_features)
+
+    s = sub.add_parser("snapshot", help="freeze the certified subset into an immutable, content-hashed run input")
+    s.add_argument("--lakehouse", default="data/lakehouse")
+    s.add_argument("--out", default="artifacts/snapshot")
+    s.set_defaults(func=cmd_snapshot)
+
+    s = sub.add_parser("returns", help="build the returns and traded-value matrices from the snapshot")
+    s.add_argument("--snapshot", default="artifacts/snapshot")
+    s.add_argument("--out", default="artifacts/alpha")
+    s.set_defaults(func=cmd_returns)
+
+    for name, func, text in (
+        ("select", cmd_select, "select assets as of data.as_of"),
+        ("synthesize", cmd_synthesize, "build the strategy atoms of the selection"),
+        ("optimize", cmd_optimize, "optimize today's weights"),
+    ):
+        s = sub.add_parser(name, help=text)
+        s.add_argument("--alpha", default="artifacts/alpha")
+        s.add_argument("--snapshot", default="artifacts/snapshot")
+        s.set_defaults(func=func)
+
+    s = sub.add_parser("backtest", help="walk-forward backtest with costs and baselines")
+    s.add_argument("--alpha", default="artifacts/alpha")
+    s.add_argument("--snapshot", default="artifacts/snapshot")
+    s.add_argument("--out", default="artifacts/backtest")
+    s.set_defaults(func=cmd_backtest)
 
     s = sub.add_parser("advance", help="move data.as_of to the last closed UTC day and reproduce the data stages")
     s.add_argument("--as-of", help="a closed UTC day (default: the last one)")

@@ -71,11 +71,11 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.load(fh)
 
 
-def table_to_parquet_bytes(table: pa.Table) -> bytes:
-    """Deterministic Snappy Parquet bytes (no pandas index, no creation-time metadata)."""
-    table = table.replace_schema_metadata(None)
+def table_to_parquet_bytes(table: pa.Table, metadata: dict[str, str] | None = None) -> bytes:
+    """Deterministic Snappy Parquet bytes (no pandas index metadata; only the given key-values)."""
+    table = table.replace_schema_metadata({k: str(v) for k, v in sorted((metadata or {}).items())} or None)
     sink = io.BytesIO()
-    pq.write_table(table, sink, compression="snappy", write_statistics=True, store_schema=False)
+    pq.write_table(table, sink, compression="snappy", write_statistics=True)
     return sink.getvalue()
 
 
@@ -91,9 +91,9 @@ def atomic_write_bars(path: str | os.PathLike, bars: pd.DataFrame) -> str:
     return sha256_bytes(data)
 
 
-def atomic_write_frame(path: str | os.PathLike, frame: pd.DataFrame) -> str:
+def atomic_write_frame(path: str | os.PathLike, frame: pd.DataFrame, metadata: dict[str, str] | None = None) -> str:
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    data = table_to_parquet_bytes(table)
+    data = table_to_parquet_bytes(table, metadata)
     atomic_write_bytes(path, data)
     return sha256_bytes(data)
 

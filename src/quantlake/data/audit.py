@@ -162,7 +162,14 @@ def build_documents(state: dict, violations: dict[str, list[str]], cfg: AuditCon
     return catalog, certified, report
 
 
-def run_audit(store: StagingStore, lakehouse: Path, cfg: AuditConfig, *, candidates: list[str] | None = None) -> AuditResult:
+def run_audit(
+    store: StagingStore,
+    lakehouse: Path,
+    cfg: AuditConfig,
+    *,
+    candidates: list[str] | None = None,
+    features_dir: Path | None = None,
+) -> AuditResult:
     """Check the staging layers and publish the Golden Copy (see module docstring)."""
     lakehouse = Path(lakehouse)
     recover_swap(lakehouse)
@@ -196,6 +203,8 @@ def run_audit(store: StagingStore, lakehouse: Path, cfg: AuditConfig, *, candida
             found = validate_ohlcv(read_bars(path), file=str(path), as_of=cfg.as_of, limit=5)
             if found:
                 raise AuditFailure(f"{sym}: certified file breaks the contract: {found[0]}")
+        if features_dir is not None:
+            report["features"] = _publish_features(Path(features_dir), tmp, certified)
         atomic_write_json(tmp / CATALOG, catalog)
         atomic_write_json(tmp / CERTIFIED, certified)
         atomic_write_json(tmp / AUDIT, report)
@@ -204,3 +213,26 @@ def run_audit(store: StagingStore, lakehouse: Path, cfg: AuditConfig, *, candida
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return result
+
+
+def _publish_features(features_dir: Path, tmp: Path, certified: dict) -> dict:
+    """Publish the certified symbols' feature rows; check they cover exactly their bars."""
+    from .features import LONG_FILE, long_features_to_parquet_bytes, long_table
+
+    table = long_table(features_dir, certified["symbols"])
+    problems = {}
+    for sym, entry in certified["symbols"].items():
+        rows = table[table["symbol"] == sym]
+        bars_ts = read_bars(tmp / entry["file"])["timestamp"].to_numpy()
+        if rows.empty:
+            problems[sym] = "no feature rows"
+        elif len(rows) != len(bars_ts) or not (rows["timestamp"].to_numpy() == bars_ts).all():
+            problems[sym] = f"feature rows ({len(rows)}) do not match the bars ({len(bars_ts)})"
+    if problems:
+        # Rows that do not match their bars would not be point-in-time: publish none of them.
+        table = table[~table["symbol"].isin(problems)].reset_index(drop=True)
+    (tmp / "features").mkdir()
+    from ..storage import atomic_write_bytes
+
+    atomic_write_bytes(tmp / "features" / LONG_FILE, long_features_to_parquet_bytes(table))
+    return {"rows": int(len(table)), "symbols": int(table["symbol"].nunique()), "problems": dict(sorted(problems.items()))}

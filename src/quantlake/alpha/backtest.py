@@ -1,0 +1,469 @@
+"""The portfolio recipe and its walk-forward backtest (issue 5, item 7).
+
+The recipe (`build_portfolio`) turns the data known at a date T into the portfolio to hold
+from T + 1: `select_assets` on the selection's train window, `synthesize` the atoms of the
+selected symbols, `optimize_weights` on the atoms' returns over the last `train_days` days,
+and map atom weights back to physical net weights. `todays_portfolio` runs it once at
+`as_of`; `walk_forward` runs the very same function at every rebalance date on the data
+truncated at that date. When fewer atoms are selected than the caps need for a fully
+invested portfolio, the caps are raised just enough (`feasible_caps`); when the optimizer
+finds no portfolio for a window's data (e.g. max_sharpe while every atom loses money), the
+recipe holds cash and says why (`caps["cash_because"]`, the `cash_because` window column).
+
+Walk-forward timing. The first rebalance date is T0 = first day + warm-up - 1, the warm-up
+being the longest window the recipe needs (backtest.train_days, selection.train_days, the
+longest correlation lookback). Rebalances follow every `step_days` days; each portfolio is
+held over the days (T, T + test_days], cut short by the next rebalance (so `step_days` must
+not exceed `test_days`: there is never a day without a portfolio).
+
+Holding. Atom weights drift with the atoms' returns; the physical exposure of each symbol
+is the sum of its atoms' weight x position. A symbol whose return is NaN on a day (it did
+not trade, or was delisted) contributes 0 that day and keeps its weight, as if its price had
+not moved. Every day, the trade is sum |target exposure - exposure drifted from the
+previous close| over symbols; on a rebalance day this is the rebalance turnover (from cash
+on the first day), on other days it is nonzero only when a trend/momentum signal flips or
+a constant-exposure short is topped up. Cost = trade x (fee_bps + slippage_bps) / 10^4, taken
+from that day's return: net = gross - cost.
+
+Outputs. `equity` starts at 1.0 on T0 (the day before the first test day) and has one row
+per held day; the metrics are computed from these columns (`returns_from_equity`), so they
+can be recomputed from equity.csv. Baselines in the same run: `equal_weight` = the same
+engine holding equal weights of every symbol that traded on the rebalance date (same
+rebalance dates, same costs); `benchmark` = buy-and-hold of the benchmark symbol, no costs
+(its equity is the price ratio).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from quantlake.alpha._params import check, from_plain_dict
+from quantlake.alpha.covariance import COVARIANCE_ESTIMATORS
+from quantlake.alpha.metrics import PERIODS_PER_YEAR, performance_metrics, returns_from_equity
+from quantlake.alpha.optimize import LINKAGE_METHODS, OPTIMIZERS, OptimizationError, optimize_weights
+from quantlake.alpha.returns import DATE_INDEX_NAME, to_day
+from quantlake.alpha.selection import Selection, SelectionParams, select_assets
+from quantlake.alpha.synthesis import AtomSet, SynthesisParams, synthesize
+from quantlake.contracts import ContractError, QuantlakeError
+
+BENCHMARK_QUOTES = ("USDT", "USDC", "USD", "FDUSD", "BUSD")
+CURVES = ("strategy", "equal_weight", "benchmark")
+_ONE_DAY = pd.Timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class OptimizationParams:
+    """The `optimize` section: passed to `optimize_weights` (risk_free is an annual rate)."""
+
+    SECTION: ClassVar[str] = "optimization"
+
+    method: str = "hrp"
+    max_weight: float = 1.0
+    max_cluster_weight: float = 1.0
+    covariance: str = "ledoit_wolf"
+    risk_free: float = 0.0
+    linkage: str = "single"
+
+    def __post_init__(self) -> None:
+        s = self.SECTION
+        check(self.method in OPTIMIZERS, f"{s}.method: unknown method {self.method!r} (known: {list(OPTIMIZERS)})")
+        check(self.covariance in COVARIANCE_ESTIMATORS,
+              f"{s}.covariance: unknown estimator {self.covariance!r} (known: {list(COVARIANCE_ESTIMATORS)})")
+        check(self.linkage in LINKAGE_METHODS, f"{s}.linkage: unknown linkage {self.linkage!r} (known: {list(LINKAGE_METHODS)})")
+        check(0 < self.max_weight <= 1, f"{s}.max_weight must be in (0, 1], got {self.max_weight}")
+        check(0 < self.max_cluster_weight <= 1, f"{s}.max_cluster_weight must be in (0, 1], got {self.max_cluster_weight}")
+        check(math.isfinite(self.risk_free) and self.risk_free > -1, f"{s}.risk_free must be a rate > -1, got {self.risk_free}")
+
+    @classmethod
+    def from_params(cls, d: dict) -> "OptimizationParams":
+        return from_plain_dict(cls, d, cls.SECTION)
+
+
+@dataclass(frozen=True)
+class BacktestParams:
+    """The recipe and the walk-forward: `backtest` keys plus nested selection/synthesis/optimize."""
+
+    SECTION: ClassVar[str] = "backtest"
+
+    train_days: int = 365  # optimization window, calendar days ending at the rebalance date
+    test_days: int = 30
+    step_days: int = 30
+    fee_bps: float = 10.0
+    slippage_bps: float = 5.0
+    benchmark: str = "BTC"  # a symbol id, or a base asset resolved against the USD quotes
+    selection: SelectionParams = field(default_factory=SelectionParams)
+    synthesis: SynthesisParams = field(default_factory=SynthesisParams)
+    optimize: OptimizationParams = field(default_factory=OptimizationParams)
+
+    def __post_init__(self) -> None:
+        s = self.SECTION
+        for name in ("train_days", "test_days", "step_days"):
+            check(getattr(self, name) >= 1, f"{s}.{name} must be >= 1, got {getattr(self, name)}")
+        check(self.train_days >= 2, f"{s}.train_days must be >= 2, got {self.train_days}")
+        check(
+            self.step_days <= self.test_days,
+            f"{s}.step_days ({self.step_days}) must not exceed {s}.test_days ({self.test_days}): "
+            "every day must be held by some portfolio",
+        )
+        check(self.fee_bps >= 0 and self.slippage_bps >= 0, f"{s}.fee_bps and {s}.slippage_bps must be >= 0")
+
+    @classmethod
+    def from_params(cls, d: dict) -> "BacktestParams":
+        return from_plain_dict(cls, d, cls.SECTION)
+
+    @property
+    def cost_rate(self) -> float:
+        """Cost per unit of traded weight."""
+        return (self.fee_bps + self.slippage_bps) / 10_000.0
+
+    @property
+    def warmup_days(self) -> int:
+        return max(self.train_days, self.selection.train_days, max(self.selection.lookbacks))
+
+
+# --------------------------------------------------------------------------- the recipe
+
+
+@dataclass(frozen=True)
+class Portfolio:
+    """The portfolio decided at the close of `as_of`, held from the next day."""
+
+    as_of: pd.Timestamp
+    train_start: pd.Timestamp  # first day of the optimization window
+    selection: Selection
+    atoms: AtomSet
+    atom_weights: pd.Series  # atom id -> weight (long-only, sums to 1; empty when nothing selected)
+    weights: pd.Series  # symbol -> net physical weight held over as_of + 1 day
+    caps: dict  # max_weight / max_cluster_weight actually used (raised when infeasible); cash_because
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary: dates, weights by symbol and by atom, caps."""
+        return {
+            "as_of": self.as_of.date().isoformat(),
+            "train_start": self.train_start.date().isoformat(),
+            "held_from": (self.as_of + _ONE_DAY).date().isoformat(),
+            "selected": list(self.selection.selected),
+            "weights": {s: float(w) for s, w in self.weights.items()},
+            "atom_weights": {a: float(w) for a, w in self.atom_weights.items()},
+            "caps": dict(self.caps),
+        }
+
+
+def data_known_at(frame: pd.DataFrame, as_of: Any) -> pd.DataFrame:
+    """Rows dated on or before `as_of`, on a complete daily calendar (NaN rows for empty days).
+
+    Every recipe input goes through here, so the same date arithmetic (rolling windows count
+    days, not rows) holds whether a day has bars or not.
+    """
+    if not isinstance(frame.index, pd.DatetimeIndex):
+        raise ContractError(f"expected a date x symbol frame with a DatetimeIndex, got {type(frame.index).__name__}")
+    as_of = to_day(as_of)
+    known = frame.loc[frame.index <= as_of]
+    if len(known) == 0:
+        raise ContractError(f"no data on or before {as_of.date()}")
+    days = pd.date_range(known.index[0], as_of, freq="D", name=DATE_INDEX_NAME, unit="ns")
+    return known.reindex(days)
+
+
+def build_portfolio(
+    returns: pd.DataFrame,
+    traded_value: pd.DataFrame,
+    as_of: pd.Timestamp,
+    params: BacktestParams,
+    ratings: pd.DataFrame | None = None,
+) -> Portfolio:
+    """select -> synthesize -> optimize on data that must already end at `as_of` (`data_known_at`)."""
+    if returns.index[-1] != as_of:
+        raise ContractError(f"build_portfolio: data must end at as_of {as_of.date()}, it ends at {returns.index[-1].date()}")
+    selection = select_assets(returns, traded_value, as_of, params.selection, ratings)
+    atoms = synthesize(returns, selection.selected, params.synthesis)
+    train_start = as_of - pd.Timedelta(days=params.train_days - 1)
+    atom_weights, caps = optimize_atoms(atoms, selection.clusters, train_start, as_of, params.optimize)
+    weights = atoms.to_physical(atom_weights, as_of + _ONE_DAY)
+    return Portfolio(as_of, train_start, selection, atoms, atom_weights, weights, caps)
+
+
+def optimize_atoms(
+    atoms: AtomSet, clusters: pd.Series, start: pd.Timestamp, end: pd.Timestamp, params: OptimizationParams
+) -> tuple[pd.Series, dict]:
+    """Atom weights from `optimize_weights` on the atom returns of [start, end], and the caps used.
+
+    No weights (cash) with the reason under "cash_because" when the optimizer finds no
+    portfolio for this window's data.
+
+    A day on which an atom's symbol did not trade counts as a flat day (0), as in the
+    backtest's holding rule. Each atom inherits the cluster of its symbol. When too few atoms
+    were selected for the caps to allow a fully invested portfolio, the caps are raised to
+    the smallest feasible values (`feasible_caps`) instead of failing the rebalance.
+    """
+    if not atoms.atoms:
+        return pd.Series([], dtype="float64", name="weight"), {}
+    train = atoms.returns.loc[(atoms.returns.index >= start) & (atoms.returns.index <= end)].fillna(0.0)
+    clusters = atoms.symbol_of.map(clusters)  # each atom inherits its symbol's cluster
+    max_weight, max_cluster_weight = feasible_caps(
+        clusters.value_counts().to_numpy(), params.max_weight, params.max_cluster_weight
+    )
+    caps = {"max_weight": max_weight, "max_cluster_weight": max_cluster_weight}
+    try:
+        weights = optimize_weights(
+            train,
+            params.method,
+            clusters=clusters,
+            max_weight=max_weight,
+            max_cluster_weight=max_cluster_weight,
+            covariance=params.covariance,
+            risk_free=(1.0 + params.risk_free) ** (1.0 / PERIODS_PER_YEAR) - 1.0,  # annual -> daily
+            linkage=params.linkage,
+        )
+    except OptimizationError as exc:
+        # the settings were validated up front, so this is about the window's data (e.g. no
+        # portfolio beats the risk-free rate for max_sharpe): hold cash and say why
+        return pd.Series([], dtype="float64", name="weight"), {**caps, "cash_because": str(exc)}
+    weights = weights.reindex(atoms.ids).astype("float64")
+    values = weights.to_numpy()
+    if not (np.isfinite(values).all() and (values >= -1e-12).all() and abs(values.sum() - 1.0) < 1e-9):
+        raise QuantlakeError(f"optimizer {params.method!r} returned invalid weights at {end.date()}: {weights.to_dict()}")
+    return weights.clip(lower=0.0).rename("weight"), caps
+
+
+def feasible_caps(cluster_sizes: np.ndarray, max_weight: float, max_cluster_weight: float) -> tuple[float, float]:
+    """The caps, raised just enough that sum over clusters of min(cluster cap, size x cap) >= 1.
+
+    The asset cap is raised to 1 / number of atoms at most (equal weight); then the cluster
+    cap is raised to the smallest value that lets the clusters hold the whole portfolio.
+    """
+    sizes = np.asarray(cluster_sizes, dtype="float64")
+    mw = float(max(max_weight, 1.0 / sizes.sum()))
+    room = np.sort(sizes * mw)  # what each cluster can hold under the asset cap alone
+    if np.minimum(max_cluster_weight, room).sum() >= 1.0 - 1e-12:
+        return mw, max_cluster_weight
+    # f(c) = sum min(c, room_i) is increasing and piecewise linear; solve f(c) = 1
+    for i in range(room.size):
+        full = room[:i].sum()  # clusters below the cap hold their room, the others hold c
+        c = (1.0 - full) / (room.size - i)
+        if c <= room[i]:
+            return mw, max(max_cluster_weight, float(c))
+    return mw, 1.0
+
+
+def todays_portfolio(
+    returns: pd.DataFrame,
+    traded_value: pd.DataFrame,
+    as_of: Any,
+    params: BacktestParams,
+    ratings: pd.DataFrame | None = None,
+) -> Portfolio:
+    """The recipe run once at `as_of` on the data known then (what select/synthesize/optimize publish)."""
+    as_of = to_day(as_of)
+    return build_portfolio(*recipe_inputs(returns, traded_value, as_of), as_of, params, ratings)
+
+
+def recipe_inputs(returns: pd.DataFrame, traded_value: pd.DataFrame, as_of: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(returns, traded value) as known at `as_of`, on one daily calendar: the recipe's inputs."""
+    as_of = to_day(as_of)
+    return data_known_at(returns, as_of), _aligned(traded_value, returns).pipe(data_known_at, as_of)
+
+
+# --------------------------------------------------------------------------- walk-forward
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    equity: pd.DataFrame  # date x CURVES, 1.0 on the day before the first test day
+    returns: pd.DataFrame  # date x CURVES, daily net returns (equity's day-over-day change)
+    weights: pd.DataFrame  # long: date (rebalance date), symbol, weight (held from the next day)
+    atom_weights: pd.DataFrame  # long: date, atom, weight
+    windows: pd.DataFrame  # one row per rebalance
+    trading: pd.DataFrame  # date x {strategy,equal_weight}_{trade,cost}: daily traded weight and its cost
+    metrics: dict  # {strategy: {...}, equal_weight: {...}, benchmark: {...}}
+
+
+@dataclass
+class _Book:
+    """Drifting exposure of one simulated account between days (fractions of equity)."""
+
+    exposure: np.ndarray  # per symbol of the whole panel
+
+    def hold(
+        self,
+        atom_returns: np.ndarray,
+        positions: np.ndarray,
+        atom_symbol: np.ndarray,
+        symbol_returns: np.ndarray,
+        weights: np.ndarray,
+        cost_rate: float,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Hold atom `weights` from the first row on; returns (net returns, trades, costs) per day."""
+        days = atom_returns.shape[0]
+        a = np.nan_to_num(atom_returns, nan=0.0)
+        r = np.nan_to_num(symbol_returns, nan=0.0)
+        w = weights.astype("float64").copy()
+        net, trades, costs = np.zeros(days), np.zeros(days), np.zeros(days)
+        for d in range(days):
+            target = np.zeros_like(self.exposure)
+            np.add.at(target, atom_symbol, w * positions[d])
+            trades[d] = float(np.abs(target - self.exposure).sum())
+            costs[d] = trades[d] * cost_rate
+            gross = float(w @ a[d])
+            net[d] = max(gross - costs[d], -1.0)
+            growth = 1.0 + gross
+            if growth > 0:
+                w = w * (1.0 + a[d]) / growth
+                self.exposure = target * (1.0 + r[d]) / growth
+            else:  # the account is wiped out: nothing left to hold
+                w = np.zeros_like(w)
+                self.exposure = np.zeros_like(self.exposure)
+        return net, trades, costs
+
+
+def walk_forward(
+    returns: pd.DataFrame,
+    traded_value: pd.DataFrame,
+    params: BacktestParams,
+    ratings: pd.DataFrame | None = None,
+) -> BacktestResult:
+    """Rebalance every `step_days` with `build_portfolio` on the data known at each date."""
+    if returns.shape[0] == 0 or returns.shape[1] == 0:
+        raise ContractError("walk_forward: the returns matrix is empty")
+    panel = data_known_at(returns, returns.index[-1])
+    values = data_known_at(_aligned(traded_value, returns), returns.index[-1])
+    benchmark = resolve_benchmark(list(panel.columns), params.benchmark)
+    schedule = rebalance_schedule(panel.index[0], panel.index[-1], params)
+    column = {s: i for i, s in enumerate(panel.columns)}
+    strategy, baseline = _Book(np.zeros(len(column))), _Book(np.zeros(len(column)))
+    daily, trading, weight_rows, atom_rows, windows = [], [], [], [], []
+    for k, (t, end) in enumerate(schedule):
+        portfolio = build_portfolio(panel.loc[:t], values.loc[:t], t, params, ratings)
+        held = panel.loc[:end]  # atoms read day d's return only on day d (their positions lag)
+        test = np.asarray(held.index > t)
+        days = held.index[test]
+        symbol_returns = held.loc[test].to_numpy("float64")
+        strat_net, strat_trades, strat_costs = _hold_atoms(
+            strategy, synthesize(held, portfolio.selection.selected, params.synthesis),
+            portfolio.atom_weights, test, symbol_returns, column, params.cost_rate,
+        )
+        pool = [s for s in panel.columns if math.isfinite(panel.at[t, s])]  # traded on the rebalance date
+        ew_atoms = synthesize(held, pool, SynthesisParams(logics=("long",)))
+        ew_weights = pd.Series(1.0 / max(len(pool), 1), index=ew_atoms.ids, dtype="float64")
+        ew_net, ew_trades, ew_costs = _hold_atoms(
+            baseline, ew_atoms, ew_weights, test, symbol_returns, column, params.cost_rate
+        )
+        bench_net = np.nan_to_num(held.loc[test, benchmark].to_numpy("float64"), nan=0.0)
+        daily.append(pd.DataFrame({"strategy": strat_net, "equal_weight": ew_net, "benchmark": bench_net}, index=days))
+        trading.append(
+            pd.DataFrame(
+                {"strategy_trade": strat_trades, "strategy_cost": strat_costs,
+                 "equal_weight_trade": ew_trades, "equal_weight_cost": ew_costs},
+                index=days,
+            )
+        )
+        weight_rows += [(t, s, float(w)) for s, w in portfolio.weights.items()]
+        atom_rows += [(t, a, float(w)) for a, w in portfolio.atom_weights.items()]
+        window_stats = performance_metrics(pd.Series(strat_net, index=days))
+        windows.append(
+            {
+                "window": k,
+                "train_start": portfolio.train_start,
+                "train_end": t,
+                "test_start": days[0],
+                "test_end": days[-1],
+                "n_selected": len(portfolio.selection.selected),
+                "n_atoms": len(portfolio.atoms.atoms),
+                "max_weight": portfolio.caps.get("max_weight"),
+                "max_cluster_weight": portfolio.caps.get("max_cluster_weight"),
+                "invested": bool(len(portfolio.atom_weights)),
+                "cash_because": portfolio.caps.get("cash_because"),
+                "turnover": float(strat_trades[0]),
+                "cost": float(strat_costs.sum()),
+                "equal_weight_turnover": float(ew_trades[0]),
+                "equal_weight_cost": float(ew_costs.sum()),
+                "return": window_stats["total_return"],
+                "sharpe": window_stats["sharpe"],
+            }
+        )
+    equity = _equity(pd.concat(daily), schedule[0][0])
+    window_table = pd.DataFrame(windows)
+    trades = pd.concat(trading).rename_axis(DATE_INDEX_NAME)
+    metrics = {curve: performance_metrics(returns_from_equity(equity[curve])) for curve in CURVES}
+    for curve, turnover in (("strategy", "turnover"), ("equal_weight", "equal_weight_turnover")):
+        metrics[curve].update(_trading_stats(window_table[turnover], trades[f"{curve}_trade"], trades[f"{curve}_cost"]))
+    metrics["strategy"]["n_cash_windows"] = int((~window_table["invested"]).sum())
+    return BacktestResult(
+        equity=equity,
+        returns=pd.DataFrame({c: returns_from_equity(equity[c]) for c in CURVES}),
+        weights=pd.DataFrame(weight_rows, columns=["date", "symbol", "weight"]),
+        atom_weights=pd.DataFrame(atom_rows, columns=["date", "atom", "weight"]),
+        windows=window_table,
+        trading=trades,
+        metrics=metrics,
+    )
+
+
+def rebalance_schedule(first: pd.Timestamp, last: pd.Timestamp, params: BacktestParams) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    """(rebalance date, last held day) pairs: every step_days from first + warm-up - 1 to before `last`."""
+    t0 = first + pd.Timedelta(days=params.warmup_days - 1)
+    if t0 >= last:
+        raise ContractError(
+            f"walk_forward: {params.warmup_days} warm-up days are needed before the first test day, "
+            f"but the data covers only {first.date()}..{last.date()}"
+        )
+    dates = list(pd.date_range(t0, last - _ONE_DAY, freq=f"{params.step_days}D"))
+    ends = [min(t + pd.Timedelta(days=params.test_days), last) for t in dates]
+    return [(t, min(end, nxt)) for t, end, nxt in zip(dates, ends, dates[1:] + [last])]
+
+
+def _hold_atoms(
+    book: _Book,
+    atoms: AtomSet,
+    atom_weights: pd.Series,
+    test: np.ndarray,
+    symbol_returns: np.ndarray,
+    column: dict[str, int],
+    cost_rate: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ids = atoms.ids
+    positions = atoms.positions.iloc[:-1].loc[test, ids].to_numpy("float64")  # drop the extra next day
+    atom_returns = atoms.returns.loc[test, ids].to_numpy("float64")
+    atom_symbol = np.array([column[a.symbol] for a in atoms.atoms], dtype="int64")
+    weights = atom_weights.reindex(ids).fillna(0.0).to_numpy("float64")
+    return book.hold(atom_returns, positions, atom_symbol, symbol_returns, weights, cost_rate)
+
+
+def _equity(net: pd.DataFrame, start: pd.Timestamp) -> pd.DataFrame:
+    growth = (1.0 + net).cumprod()
+    origin = pd.DataFrame({c: [1.0] for c in net.columns}, index=pd.DatetimeIndex([start], name=DATE_INDEX_NAME))
+    return pd.concat([origin, growth]).rename_axis(DATE_INDEX_NAME)
+
+
+def _trading_stats(rebalance_turnover: pd.Series, daily_trade: pd.Series, daily_cost: pd.Series) -> dict:
+    years = len(daily_trade) / PERIODS_PER_YEAR
+    return {
+        "turnover": float(rebalance_turnover.mean()),  # mean sum |w_new - w_drifted| per rebalance
+        "annual_turnover": float(daily_trade.sum() / years),  # every trade, signal flips included
+        "total_cost": float(daily_cost.sum()),  # sum of the daily cost deductions (fractions of equity)
+        "n_rebalances": int(rebalance_turnover.size),
+    }
+
+
+def resolve_benchmark(symbols: list[str], benchmark: str) -> str:
+    """`benchmark` itself if it is a column, else the unique BASE + USD-quote column (BTC -> X:BTCUSDT)."""
+    if benchmark in symbols:
+        return benchmark
+    matches = [
+        s for s in symbols
+        if any(s.split(":", 1)[-1] == benchmark.upper() + quote for quote in BENCHMARK_QUOTES)
+    ]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise ContractError(f"backtest.benchmark {benchmark!r} matches no symbol of the returns matrix")
+    raise ContractError(f"backtest.benchmark {benchmark!r} is ambiguous: {sorted(matches)}; give the full symbol id")
+
+
+def _aligned(frame: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame:
+    return frame.reindex(index=like.index, columns=like.columns)

@@ -1,0 +1,60 @@
+"""Where every alpha figure comes from: the alpha params, the code version and the run id.
+
+`run_id = sha256(snapshot_id, canonical JSON of the alpha params, code version)`, where the
+code version is the package version plus the sha256 of the alpha modules' sources, so that a
+change to the research code changes the run id even when the version number does not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from .. import __version__
+from .backtest import BacktestParams
+
+ALPHA_SECTIONS = ("selection", "synthesis", "optimization", "backtest")
+_ALPHA_DIR = Path(__file__).resolve().parent
+
+
+def backtest_params(params: dict) -> BacktestParams:
+    """The recipe's params from params.yaml's alpha sections (each validated, unknown keys named)."""
+    section = lambda name: dict(params.get(name) or {})  # noqa: E731
+    return BacktestParams.from_params(
+        {**section("backtest"), "selection": section("selection"), "synthesis": section("synthesis"), "optimize": section("optimization")}
+    )
+
+
+def alpha_params(params: dict, sections: tuple[str, ...] = ALPHA_SECTIONS) -> dict:
+    return {name: params.get(name) or {} for name in sections}
+
+
+def code_version() -> str:
+    h = hashlib.sha256()
+    for path in sorted(_ALPHA_DIR.glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return f"{__version__}+{h.hexdigest()[:12]}"
+
+
+def run_id(snapshot_id: str, params: dict, sections: tuple[str, ...] = ALPHA_SECTIONS) -> str:
+    payload = json.dumps(
+        {"snapshot_id": snapshot_id, "params": alpha_params(params, sections), "code": code_version()},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def stamp(snapshot_id: str, params: dict, sections: tuple[str, ...] = ALPHA_SECTIONS) -> dict:
+    """The provenance fields every alpha output carries.
+
+    `sections` are the params sections the output depends on (directly or through its inputs):
+    exactly those that make DVC re-run the stage, so a stored run id is never stale.
+    """
+    return {
+        "snapshot_id": snapshot_id,
+        "run_id": run_id(snapshot_id, params, sections),
+        "params_sections": list(sections),
+        "code_version": code_version(),
+    }

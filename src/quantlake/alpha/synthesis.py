@@ -1,0 +1,198 @@
+"""Strategy atoms: the building blocks the optimizer weights (issue 5, item 5).
+
+An atom is (symbol, logic, direction). Its return stream is what one unit of capital earns
+by following the logic on that symbol; its position is the physical exposure (in [-1, 1])
+that unit of capital holds in the symbol on each day. Logics:
+
+- `long`: always +1; earns r.
+- `short`: always -1, as a synthetic long asset earning -clip(r, upper=1): a short can lose at
+  most 100 % in one day (the position is closed out when the price more than doubles).
+- `trend`: in the market while the price index is above (long side) or below (short side)
+  its `trend_lookback`-day simple moving average.
+- `momentum`: in the market while the `momentum_lookback`-day return is positive (long
+  side) or negative (short side).
+
+No look-ahead: `positions.loc[d]` is the exposure held over day d, decided from data up to
+and including day d - 1. So an atom's return on day d is positions[d] times that day's
+(side-adjusted) return, and a change to day d's return can move positions only from d + 1.
+`positions` has one more row than `returns`: the day after the last data day, i.e. the
+exposure to hold next, which is what today's portfolio trades into.
+
+The price index behind trend and momentum is the compounded return series with missing
+days treated as unchanged prices (the signal needs a level; the return streams themselves
+keep NaN where the symbol did not trade).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from quantlake.alpha._params import check, from_plain_dict
+from quantlake.alpha.returns import to_day
+from quantlake.contracts import ContractError
+
+LOGICS = ("long", "short", "trend", "momentum")
+SIDES = ("long", "short")
+_FIXED_SIDE = {"long": "long", "short": "short"}  # logics whose direction is their name
+ATOM_ID_SEPARATOR = "|"
+
+
+@dataclass(frozen=True, order=True)
+class Atom:
+    symbol: str
+    logic: str
+    direction: str
+
+    def __post_init__(self) -> None:
+        if self.logic not in LOGICS:
+            raise ContractError(f"atom {self.symbol}: unknown logic {self.logic!r} (known: {list(LOGICS)})")
+        if self.direction not in SIDES:
+            raise ContractError(f"atom {self.symbol}: direction must be one of {list(SIDES)}, got {self.direction!r}")
+        fixed = _FIXED_SIDE.get(self.logic)
+        if fixed is not None and self.direction != fixed:
+            raise ContractError(f"atom {self.symbol}: logic {self.logic!r} has direction {fixed!r}, not {self.direction!r}")
+
+    @property
+    def id(self) -> str:
+        """Stable text id, e.g. 'BINANCE:BTCUSDT|trend|long' (column name of the atom streams)."""
+        return ATOM_ID_SEPARATOR.join((self.symbol, self.logic, self.direction))
+
+    @classmethod
+    def parse(cls, atom_id: str) -> "Atom":
+        parts = str(atom_id).split(ATOM_ID_SEPARATOR)
+        if len(parts) != 3:
+            raise ContractError(f"invalid atom id {atom_id!r}: expected SYMBOL|logic|direction")
+        return cls(*parts)
+
+
+@dataclass(frozen=True)
+class SynthesisParams:
+    """The `synthesis` section of params.yaml."""
+
+    SECTION: ClassVar[str] = "synthesis"
+
+    logics: tuple[str, ...] = ("long",)
+    directions: tuple[str, ...] = ("long",)  # sides generated for the trend and momentum logics
+    trend_lookback: int = 50  # days in the moving average
+    momentum_lookback: int = 30  # days of the trailing return
+
+    def __post_init__(self) -> None:
+        s = self.SECTION
+        check(len(self.logics) >= 1, f"{s}.logics must list at least one logic")
+        bad = [x for x in self.logics if x not in LOGICS]
+        check(not bad, f"{s}.logics: unknown logic(s) {bad} (known: {list(LOGICS)})")
+        check(len(set(self.logics)) == len(self.logics), f"{s}.logics lists a logic twice: {list(self.logics)}")
+        bad = [x for x in self.directions if x not in SIDES]
+        check(self.directions and not bad, f"{s}.directions must be a non-empty subset of {list(SIDES)}, got {list(self.directions)}")
+        check(len(set(self.directions)) == len(self.directions), f"{s}.directions lists a side twice")
+        check(self.trend_lookback >= 2, f"{s}.trend_lookback must be >= 2, got {self.trend_lookback}")
+        check(self.momentum_lookback >= 1, f"{s}.momentum_lookback must be >= 1, got {self.momentum_lookback}")
+
+    @classmethod
+    def from_params(cls, d: dict) -> "SynthesisParams":
+        return from_plain_dict(cls, d, cls.SECTION)
+
+    def to_dict(self) -> dict:
+        return {
+            "logics": list(self.logics),
+            "directions": list(self.directions),
+            "trend_lookback": self.trend_lookback,
+            "momentum_lookback": self.momentum_lookback,
+        }
+
+    def atoms_for(self, symbol: str) -> list[Atom]:
+        out = []
+        for logic in self.logics:
+            sides = (_FIXED_SIDE[logic],) if logic in _FIXED_SIDE else self.directions
+            out.extend(Atom(symbol, logic, side) for side in sides)
+        return out
+
+
+@dataclass(frozen=True)
+class AtomSet:
+    atoms: tuple[Atom, ...]
+    returns: pd.DataFrame  # date x atom id: the atom return streams (NaN where the symbol did not trade)
+    positions: pd.DataFrame  # date x atom id: exposure held over that day; one extra final day
+
+    @property
+    def ids(self) -> list[str]:
+        return [a.id for a in self.atoms]
+
+    @property
+    def symbols(self) -> list[str]:
+        return list(dict.fromkeys(a.symbol for a in self.atoms))
+
+    @property
+    def symbol_of(self) -> pd.Series:
+        """atom id -> its symbol."""
+        return pd.Series([a.symbol for a in self.atoms], index=self.ids, dtype=object)
+
+    def to_physical(self, atom_weights: pd.Series, date: Any) -> pd.Series:
+        """Net exposure per symbol held over `date`: sum over atoms of weight x position."""
+        unknown = sorted(set(map(str, atom_weights.index)) - set(self.ids))
+        if unknown:
+            raise ContractError(f"atom weights name atoms that are not in this atom set: {unknown}")
+        day = to_day(date)
+        if day not in self.positions.index:
+            span = f"{self.positions.index[0].date()}..{self.positions.index[-1].date()}" if len(self.positions) else "nothing"
+            raise ContractError(f"no atom positions for {day.date()} (positions cover {span})")
+        w = atom_weights.reindex(self.ids).fillna(0.0).to_numpy("float64")
+        exposure = w * self.positions.loc[day, self.ids].to_numpy("float64")
+        out = pd.Series(exposure, index=self.ids).groupby(self.symbol_of.to_numpy(), sort=False).sum()
+        return (out.reindex(self.symbols) + 0.0).rename("weight")
+
+
+def synthesize(returns: pd.DataFrame, symbols: list[str], params: SynthesisParams) -> AtomSet:
+    """Atom return streams and positions for `symbols` (columns of `returns`) under `params`."""
+    missing = [s for s in symbols if s not in returns.columns]
+    if missing:
+        raise ContractError(f"synthesize: symbol(s) {missing} are not columns of the returns matrix")
+    atoms = tuple(a for s in symbols for a in params.atoms_for(s))
+    ids = [a.id for a in atoms]
+    index = returns.index
+    next_day = pd.DatetimeIndex([index[-1] + pd.Timedelta(days=1)]) if len(index) else index
+    ext_index = pd.DatetimeIndex(index.append(next_day), name=index.name)
+    r = returns.loc[:, list(symbols)].to_numpy("float64")
+    column = {s: j for j, s in enumerate(symbols)}
+    decisions = _decisions(r, params)  # taken at each day's close from data up to that day
+    positions = np.zeros((len(ext_index), len(atoms)))
+    for k, atom in enumerate(atoms):
+        positions[:, k] = _held_position(atom, decisions.get(atom.logic), column[atom.symbol], len(index))
+    ret = r[:, [column[a.symbol] for a in atoms]]
+    held = positions[: len(index)]
+    # a negative exposure earns -min(r, 1): the short side loses at most 100 % a day
+    streams = held * np.where(held < 0, np.minimum(ret, 1.0), ret) + 0.0  # + 0.0 turns -0.0 into 0.0
+    return AtomSet(
+        atoms,
+        pd.DataFrame(streams, index=index, columns=ids, dtype="float64"),
+        pd.DataFrame(positions, index=ext_index, columns=ids, dtype="float64"),
+    )
+
+
+def _decisions(r: np.ndarray, params: SynthesisParams) -> dict[str, np.ndarray]:
+    """logic -> day x symbol signal in {-1, 0, +1} (NaN before enough history), at each close."""
+    out: dict[str, np.ndarray] = {}
+    if not {"trend", "momentum"} & set(params.logics):
+        return out
+    started = np.maximum.accumulate(~np.isnan(r), axis=0)
+    level = pd.DataFrame(np.where(started, np.cumprod(1.0 + np.nan_to_num(r, nan=0.0), axis=0), np.nan))
+    if "trend" in params.logics:
+        average = level.rolling(params.trend_lookback, min_periods=params.trend_lookback).mean()
+        out["trend"] = np.sign((level - average).to_numpy())
+    if "momentum" in params.logics:
+        out["momentum"] = np.sign((level / level.shift(params.momentum_lookback) - 1.0).to_numpy())
+    return out
+
+
+def _held_position(atom: Atom, signal: np.ndarray | None, j: int, n_days: int) -> np.ndarray:
+    """Exposure held over each of the n_days + 1 days (the last one is the day after the data)."""
+    if signal is None:  # long / short: constant exposure
+        return np.full(n_days + 1, 1.0 if atom.direction == "long" else -1.0)
+    decided = signal[:, j]
+    side = np.clip(decided, 0.0, None) if atom.direction == "long" else np.clip(decided, None, 0.0)
+    # the decision at a day's close is held over the next day; nothing is held before a signal
+    return np.nan_to_num(np.concatenate(([0.0], side)), nan=0.0) + 0.0

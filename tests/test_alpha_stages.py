@@ -1,0 +1,201 @@
+"""The Alpha Cycle's stage commands on a small sim lakehouse: snapshot, guard, outputs, determinism."""
+
+import datetime as dt
+import json
+import shutil
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import requests
+import yaml
+
+from quantlake.alpha import stages
+from quantlake.alpha.backtest import todays_portfolio
+from quantlake.alpha.metrics import performance_metrics, returns_from_equity
+from quantlake.alpha.netguard import NetworkBlocked, block_network, unblock_network
+from quantlake.alpha.provenance import backtest_params
+from quantlake.alpha.snapshot import SnapshotError, load_snapshot, take_snapshot
+from quantlake.cli import main
+from quantlake.storage import atomic_write_json, read_json, sha256_file
+
+ROOT = Path(__file__).resolve().parents[1]
+AS_OF = dt.date(2026, 11, 20)
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def _tree(path: Path) -> dict:
+    return {str(p.relative_to(path)): sha256_file(p) for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def lake(sim_lakehouse, tmp_path):
+    dst = tmp_path / "data"
+    shutil.copytree(sim_lakehouse, dst)
+    return dst / "lakehouse"
+
+
+def test_snapshot_is_content_hashed_and_the_same_for_the_same_lakehouse(lake, tmp_path):
+    a = take_snapshot(lake, tmp_path / "a", AS_OF)
+    b = take_snapshot(lake, tmp_path / "b", AS_OF)
+    assert a.snapshot_id == b.snapshot_id and _tree(tmp_path / "a") == _tree(tmp_path / "b")
+    cert = read_json(lake / "certified.json")["symbols"]
+    assert set(a.symbols) == set(cert) and "SIM:XVGUSDT" not in a.symbols
+    entry = a.manifest["files"]["SIM_BTCUSDT_1d.parquet"]
+    assert entry == {"symbol": "SIM:BTCUSDT", "sha256": cert["SIM:BTCUSDT"]["sha256"], "rows": cert["SIM:BTCUSDT"]["rows"], "start": "2022-01-01", "end": "2026-11-20"}
+    feats = a.features()
+    assert set(feats["symbol"]) == set(cert) and "recommend_all" in feats
+    # a different lakehouse version gives a different id
+    (tmp_path / "lake2").mkdir()
+    for p in lake.iterdir():
+        if p.is_file():
+            shutil.copy2(p, tmp_path / "lake2" / p.name)
+    certified = read_json(tmp_path / "lake2/certified.json")
+    del certified["symbols"]["SIM:BTCUSDT"]
+    atomic_write_json(tmp_path / "lake2/certified.json", certified)
+    assert take_snapshot(tmp_path / "lake2", tmp_path / "c", AS_OF).snapshot_id != a.snapshot_id
+
+
+def test_snapshot_aborts_naming_every_missing_stale_or_toxic_symbol(lake, tmp_path):
+    certified = read_json(lake / "certified.json")
+    (lake / "SIM_ETHUSDT_1d.parquet").unlink()
+    shutil.copy2(lake / "SIM_SOLUSDT_1d.parquet", tmp_path / "x")
+    (lake / "SIM_SOLUSDT_1d.parquet").unlink()
+    shutil.copy2(lake / "SIM_BNBUSDT_1d.parquet", lake / "SIM_SOLUSDT_1d.parquet")  # stale bytes
+    certified["symbols"]["SIM:DOGEUSDT"]["status"] = "toxic"
+    atomic_write_json(lake / "certified.json", certified)
+    with pytest.raises(SnapshotError) as err:
+        take_snapshot(lake, tmp_path / "snap", AS_OF)
+    text = str(err.value)
+    assert "SIM:ETHUSDT: missing" in text and "SIM:SOLUSDT: stale" in text and "SIM:DOGEUSDT: toxic" in text
+    assert not (tmp_path / "snap").exists()
+    with pytest.raises(SnapshotError, match="not 2026-11-21"):
+        take_snapshot(lake, tmp_path / "snap", dt.date(2026, 11, 21))
+
+
+def test_a_tampered_snapshot_is_refused(lake, tmp_path):
+    take_snapshot(lake, tmp_path / "s", AS_OF)
+    target = tmp_path / "s/bars/SIM_BTCUSDT_1d.parquet"
+    data = target.read_bytes()
+    target.unlink()
+    target.write_bytes(data[:-10] + b"0123456789")
+    with pytest.raises(SnapshotError, match="SIM_BTCUSDT_1d.parquet"):
+        load_snapshot(tmp_path / "s")
+
+
+class _Hello(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"hi")
+
+    def log_message(self, *a):
+        pass
+
+
+def test_network_guard_blocks_outbound_connections_naming_the_stage():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/"
+    try:
+        assert requests.get(url, timeout=5).text == "hi"
+        block_network("select")
+        with pytest.raises(NetworkBlocked, match="quantlake select: network access is blocked"):
+            socket.create_connection(("127.0.0.1", server.server_port), timeout=1)
+        with pytest.raises(requests.exceptions.ConnectionError, match="quantlake select"):
+            requests.get(url, timeout=5)
+        a, b = socket.socketpair()  # local IPC stays allowed
+        a.close(), b.close()
+        unblock_network()
+        assert requests.get(url, timeout=5).text == "hi"
+    finally:
+        unblock_network()
+        server.shutdown()
+
+
+def test_every_alpha_command_installs_the_guard_first(monkeypatch, capsys, tmp_path):
+    def sneaky(*a, **k):
+        requests.get("http://127.0.0.1:9/", timeout=1)
+
+    monkeypatch.setattr(stages, "run_returns", sneaky)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    try:
+        assert main(["returns"]) == 2
+    except requests.exceptions.ConnectionError as exc:  # requests wraps the guard's error
+        assert "quantlake returns: network access is blocked" in str(exc)
+    else:
+        assert "quantlake returns: network access is blocked" in capsys.readouterr().err
+    finally:
+        unblock_network()
+
+
+@pytest.fixture(scope="module")
+def alpha_run(sim_lakehouse, tmp_path_factory):
+    root = tmp_path_factory.mktemp("alpha")
+    snap = take_snapshot(sim_lakehouse / "lakehouse", root / "snapshot", AS_OF)
+    alpha = root / "alpha"
+    stages.run_returns(root / "snapshot", alpha, PARAMS)
+    stages.run_select(alpha, root / "snapshot", PARAMS)
+    stages.run_synthesize(alpha, root / "snapshot", PARAMS)
+    stages.run_optimize(alpha, root / "snapshot", PARAMS)
+    stages.run_backtest(alpha, root / "snapshot", root / "backtest", PARAMS)
+    return root, snap
+
+
+def test_stage_outputs_are_todays_portfolio_from_the_same_functions(alpha_run):
+    root, snap = alpha_run
+    returns = stages.read_wide(root / "alpha" / stages.RETURNS)
+    value = stages.read_wide(root / "alpha" / stages.TRADED_VALUE)
+    expected = todays_portfolio(returns, value, pd.Timestamp(AS_OF), backtest_params(PARAMS), snap.features())
+    doc = read_json(root / "alpha" / stages.PORTFOLIO)
+    assert doc["weights"] == {s: float(w) for s, w in expected.weights.items()}
+    assert doc["atom_weights"] == {a: float(w) for a, w in expected.atom_weights.items()}
+    assert read_json(root / "alpha" / stages.SELECTION)["selected"] == list(expected.selection.selected)
+    assert abs(sum(doc["weights"].values()) - 1) < 1e-9 and all(w >= 0 for w in doc["weights"].values())
+
+
+def test_returns_matrix_matches_the_snapshot_bars(alpha_run):
+    root, snap = alpha_run
+    returns = stages.read_wide(root / "alpha" / stages.RETURNS)
+    btc = snap.bars()["SIM:BTCUSDT"]
+    close = pd.Series(btc["close"].to_numpy(), index=pd.to_datetime(btc["timestamp"], unit="ms"))
+    day = pd.Timestamp("2025-06-02")
+    assert returns.loc[day, "SIM:BTCUSDT"] == pytest.approx(close[day] / close[day - pd.Timedelta(days=1)] - 1, rel=1e-12)
+    assert pd.isna(returns.loc[pd.Timestamp("2024-11-12"), "SIM:BTCUSDT"])  # the day after the outage day
+    assert pd.Timestamp("2024-11-11") not in returns.index or returns.loc[pd.Timestamp("2024-11-11")].isna().all()
+
+
+def test_every_output_carries_snapshot_and_run_ids_and_metrics_recompute_from_equity(alpha_run):
+    root, snap = alpha_run
+    metrics = read_json(root / "backtest/metrics.json")
+    for doc in (metrics["run"], read_json(root / "alpha/selection.json"), read_json(root / "alpha/portfolio.json"), read_json(root / "alpha/atoms/atoms.json")):
+        assert doc["snapshot_id"] == snap.snapshot_id and len(doc["run_id"]) == 64
+    assert stages.read_provenance(root / "alpha" / stages.RETURNS)["snapshot_id"] == snap.snapshot_id
+    assert metrics["run"]["run_id"] == read_json(root / "alpha/portfolio.json")["run_id"]  # same params, same run
+    equity = pd.read_csv(root / "backtest/equity.csv", index_col="date", parse_dates=True)
+    assert list(equity.columns) == ["strategy", "equal_weight", "benchmark"] and (equity.iloc[0] == 1.0).all()
+    for curve in equity.columns:
+        again = performance_metrics(returns_from_equity(equity[curve]))
+        for key in ("cagr", "volatility", "sharpe", "sortino", "max_drawdown"):
+            assert again[key] == pytest.approx(metrics[curve][key], rel=1e-7, abs=1e-12), (curve, key)
+    png = (root / "backtest/tearsheet.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+
+
+def test_same_snapshot_and_params_give_byte_identical_outputs(alpha_run, tmp_path):
+    root, _ = alpha_run
+    alpha = tmp_path / "alpha"
+    stages.run_returns(root / "snapshot", alpha, PARAMS)
+    stages.run_select(alpha, root / "snapshot", PARAMS)
+    stages.run_synthesize(alpha, root / "snapshot", PARAMS)
+    stages.run_optimize(alpha, root / "snapshot", PARAMS)
+    stages.run_backtest(alpha, root / "snapshot", tmp_path / "backtest", PARAMS)
+    assert _tree(alpha) == _tree(root / "alpha")
+    assert _tree(tmp_path / "backtest") == _tree(root / "backtest")
+    other = {**PARAMS, "optimization": {**PARAMS["optimization"], "method": "min_variance"}}
+    stages.run_optimize(alpha, root / "snapshot", other)
+    assert read_json(alpha / "portfolio.json")["run_id"] != read_json(root / "alpha/portfolio.json")["run_id"]

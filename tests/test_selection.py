@@ -1,0 +1,283 @@
+"""Selection: features, vetoes, score, clustering, point-in-time behaviour; signal kernels."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from quantlake.alpha import signals
+from quantlake.alpha._params import ParamsError
+from quantlake.alpha.selection import SelectionParams, centred_rank, composite_score, select_assets
+
+DATES = pd.date_range("2022-01-01", periods=300, freq="D", name="date")
+PERMISSIVE = dict(
+    train_days=250, lookbacks=[60, 120, 250], min_history_days=100, max_volatility=10.0,
+    max_entropy=1.0, min_efficiency=0.0, cluster_threshold=0.4, max_clusters=10, top_n=1,
+)
+
+
+def planted_groups(seed: int, groups: int = 3, per_group: int = 4) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Symbols driven by one of `groups` independent factors plus a little own noise."""
+    rng = np.random.default_rng(seed)
+    factors = rng.normal(0.0, 0.03, size=(len(DATES), groups))
+    cols, truth = {}, {}
+    for g in range(groups):
+        for i in range(per_group):
+            sym = f"SIM:G{g}S{i}"
+            cols[sym] = factors[:, g] + rng.normal(0.001, 0.006, size=len(DATES))
+            truth[sym] = g
+    return pd.DataFrame(cols, index=DATES), truth
+
+
+def epoch_ms(days: pd.DatetimeIndex) -> np.ndarray:
+    return days.as_unit("ms").asi8.astype("int64")
+
+
+def liquidity_like(returns: pd.DataFrame, value: float = 1e6) -> pd.DataFrame:
+    return pd.DataFrame(value, index=returns.index, columns=returns.columns).where(returns.notna())
+
+
+def partition(labels: dict[str, int]) -> set[frozenset[str]]:
+    groups: dict[int, set[str]] = {}
+    for sym, c in labels.items():
+        groups.setdefault(c, set()).add(sym)
+    return {frozenset(g) for g in groups.values()}
+
+
+# --------------------------------------------------------------------------- clustering
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_clustering_recovers_planted_groups(seed):
+    returns, truth = planted_groups(seed)
+    sel = select_assets(returns, liquidity_like(returns), DATES[-1], SelectionParams.from_params(PERMISSIVE))
+    assert not sel.vetoes
+    assert partition(sel.clusters.to_dict()) == partition(truth)
+    # top_n = 1: exactly the best score of each cluster
+    assert len(sel.selected) == 3
+    for c in range(3):
+        members = sel.clusters.index[sel.clusters == c]
+        best = max(members, key=lambda s: (sel.scores[s], s))
+        assert best in sel.selected
+    assert sel.clusters[sel.selected[0]] == 0  # cluster 0 holds the best score
+
+
+def test_max_clusters_caps_the_cut_without_splitting_groups():
+    returns, truth = planted_groups(4, groups=4, per_group=3)
+    params = SelectionParams.from_params({**PERMISSIVE, "max_clusters": 2, "top_n": 2})
+    sel = select_assets(returns, liquidity_like(returns), DATES[-1], params)
+    assert sel.clusters.nunique() == 2
+    for g in range(4):
+        assert sel.clusters[[s for s, t in truth.items() if t == g]].nunique() == 1
+    assert Counter(int(sel.clusters[s]) for s in sel.selected) == {0: 2, 1: 2}
+
+
+def test_top_n_picks_the_best_scores_in_each_cluster():
+    returns, _ = planted_groups(5)
+    sel = select_assets(returns, liquidity_like(returns), DATES[-1], SelectionParams.from_params({**PERMISSIVE, "top_n": 2}))
+    for c in sel.clusters.unique():
+        members = sorted(sel.clusters.index[sel.clusters == c], key=lambda s: (-sel.scores[s], s))
+        assert [s for s in sel.selected if sel.clusters[s] == c] == members[:2]
+    assert sel.selected == sorted(sel.selected, key=lambda s: (-sel.scores[s], s))
+
+
+# --------------------------------------------------------------------------- point in time
+
+
+def test_rows_after_as_of_change_nothing():
+    returns, _ = planted_groups(6)
+    value = liquidity_like(returns)
+    as_of = DATES[260]
+    ratings = pd.DataFrame(
+        {
+            "timestamp": np.repeat(epoch_ms(DATES[[200, 259, 261]]), 2),
+            "symbol": ["SIM:G0S0", "SIM:G1S1"] * 3,
+            "recommend_all": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
+            "recommend_ma": 0.0,
+            "recommend_other": 0.0,
+        }
+    )
+    base = select_assets(returns, value, as_of, SelectionParams.from_params(PERMISSIVE), ratings)
+
+    rng = np.random.default_rng(99)
+    future = returns.index > as_of
+    returns2 = returns.copy()
+    returns2.loc[future] = rng.normal(0.0, 0.2, size=(int(future.sum()), returns.shape[1]))
+    value2 = value.copy()
+    value2.loc[future] = 1.0
+    ratings2 = ratings.copy()
+    ratings2.loc[ratings2["timestamp"] > as_of.value // 1_000_000, "recommend_all"] = -1.0
+    other = select_assets(returns2, value2, as_of, SelectionParams.from_params(PERMISSIVE), ratings2)
+    assert json.dumps(other.to_dict(), sort_keys=True) == json.dumps(base.to_dict(), sort_keys=True)
+    assert base.features.at["SIM:G0S0", "rating_all"] == 0.3  # the last rating on or before as_of
+    # and the data before as_of does matter (the test can fail)
+    returns3 = returns.copy()
+    returns3.loc[as_of] = 0.5
+    changed = select_assets(returns3, value, as_of, SelectionParams.from_params(PERMISSIVE), ratings)
+    assert not changed.features.equals(base.features)
+
+
+def test_ratings_outside_the_train_window_are_ignored_and_raise_the_score():
+    returns, _ = planted_groups(7, groups=1, per_group=2)
+    returns["SIM:G0S1"] = returns["SIM:G0S0"]  # identical twins: only the rating differs
+    ts = epoch_ms(DATES)
+    ratings = pd.DataFrame(
+        {
+            "timestamp": [ts[0], ts[-3], ts[-3]],
+            "symbol": ["SIM:G0S0", "SIM:G0S0", "SIM:G0S1"],
+            "recommend_all": [0.9, -0.5, 0.5],
+            "recommend_ma": [0.0, 0.0, 0.0],
+            "recommend_other": [0.0, 0.0, 0.0],
+        }
+    )
+    params = SelectionParams.from_params({**PERMISSIVE, "train_days": 100})
+    sel = select_assets(returns, liquidity_like(returns), DATES[-1], params, ratings)
+    assert sel.features.at["SIM:G0S0", "rating_all"] == -0.5
+    assert sel.scores["SIM:G0S1"] > sel.scores["SIM:G0S0"]
+    assert sel.selected == ["SIM:G0S1"]
+
+
+# --------------------------------------------------------------------------- vetoes
+
+
+def veto_panel() -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(11)
+    n = len(DATES)
+    t = np.arange(n)
+    cols = {
+        "SIM:NOISE": rng.normal(0.001, 0.03, n),
+        "SIM:LATE": np.where(t >= n - 50, rng.normal(0.0, 0.03, n), np.nan),
+        "SIM:WILD": rng.normal(0.0, 0.35, n).clip(-0.9, 3.0),
+        "SIM:FLAT": np.zeros(n),
+        "SIM:CYCLE": 0.03 * np.sin(2 * np.pi * t / 23) + rng.normal(0, 0.002, n),
+        "SIM:ZIGZAG": np.where(t % 2 == 0, 0.05, 1 / 1.05 - 1),
+        "SIM:TREND": rng.normal(0.01, 0.005, n),
+        "SIM:THIN": rng.normal(0.001, 0.03, n),
+    }
+    returns = pd.DataFrame(cols, index=DATES)
+    value = liquidity_like(returns)
+    value["SIM:THIN"] = 10.0
+    return returns, value
+
+
+def test_vetoes_fire_with_their_reasons():
+    returns, value = veto_panel()
+    params = SelectionParams.from_params({**PERMISSIVE, "max_volatility": 3.0, "min_traded_value": 1000.0})
+    sel = select_assets(returns, value, DATES[-1], params)
+    v = sel.vetoes
+    assert set(v) == {"SIM:LATE", "SIM:WILD", "SIM:FLAT", "SIM:ZIGZAG", "SIM:THIN"}
+    assert "short history: 50 daily returns" in v["SIM:LATE"] and "selection.min_history_days=100" in v["SIM:LATE"]
+    assert v["SIM:WILD"].startswith("extreme volatility") and "selection.max_volatility=3.0" in v["SIM:WILD"]
+    assert "undefined statistics" in v["SIM:FLAT"]
+    assert "undefined statistics" in v["SIM:ZIGZAG"]  # the log price only takes two values
+    assert v["SIM:THIN"].startswith("illiquid: median traded value 10 ")
+    assert set(sel.scores.index) == set(sel.clusters.index) == set(returns.columns) - set(v)
+    doc = sel.to_dict()
+    json.dumps(doc, allow_nan=False)
+    assert doc["symbols"]["SIM:LATE"]["score"] is None and doc["symbols"]["SIM:LATE"]["veto"] == v["SIM:LATE"]
+    assert doc["symbols"]["SIM:TREND"]["cluster"] is not None and doc["symbols"]["SIM:TREND"]["veto"] is None
+
+
+def test_unpredictability_vetoes():
+    returns, value = veto_panel()
+    by_entropy = select_assets(returns, value, DATES[-1], SelectionParams.from_params({**PERMISSIVE, "max_entropy": 0.95}))
+    reason = by_entropy.vetoes["SIM:NOISE"]
+    assert reason.startswith("unpredictable: permutation entropy 0.99") and "selection.max_entropy=0.95" in reason
+    assert "SIM:CYCLE" not in by_entropy.vetoes  # a repeating up/down pattern has low entropy
+    by_efficiency = select_assets(returns, value, DATES[-1], SelectionParams.from_params({**PERMISSIVE, "min_efficiency": 0.5}))
+    reason = by_efficiency.vetoes["SIM:NOISE"]
+    assert reason.startswith("unpredictable: efficiency ratio 0.0") and "selection.min_efficiency=0.5" in reason
+    assert "SIM:TREND" not in by_efficiency.vetoes  # a steady climb is efficient
+
+
+def test_nothing_survives_gives_an_empty_selection():
+    returns, value = veto_panel()
+    params = SelectionParams.from_params({**PERMISSIVE, "min_history_days": 250})
+    sel = select_assets(returns, value, DATES[100], params)
+    assert sel.selected == [] and len(sel.clusters) == 0 and set(sel.vetoes) == set(returns.columns)
+    json.dumps(sel.to_dict(), allow_nan=False)
+
+
+# --------------------------------------------------------------------------- score and params
+
+
+def test_composite_score_is_a_weighted_sum_of_centred_ranks():
+    features = pd.DataFrame(
+        {"momentum": [0.1, 0.3, 0.2], "volatility": [1.0, 2.0, np.nan]}, index=["SIM:A", "SIM:B", "SIM:C"]
+    )
+    np.testing.assert_allclose(centred_rank(features["momentum"]), [-0.5, 0.5, 0.0])
+    np.testing.assert_allclose(centred_rank(features["volatility"]), [-0.5, 0.5, 0.0])  # NaN -> middle
+    score = composite_score(features, (("momentum", 1.0), ("volatility", -0.5)))
+    np.testing.assert_allclose(score, [-0.5 + 0.25, 0.5 - 0.25, 0.0])
+
+
+def test_params_reject_unknown_keys_and_bad_values():
+    with pytest.raises(ParamsError, match="unknown parameter.*'top_k'"):
+        SelectionParams.from_params({"top_k": 3})
+    with pytest.raises(ParamsError, match="selection.top_n: expected an integer"):
+        SelectionParams.from_params({"top_n": "3"})
+    with pytest.raises(ParamsError, match="score_weights: unknown feature"):
+        SelectionParams.from_params({"score_weights": {"alpha": 1.0}})
+    with pytest.raises(ParamsError, match="min_history_days"):
+        SelectionParams.from_params({"train_days": 50, "min_history_days": 60})
+    p = SelectionParams.from_params({"lookbacks": [30, 60], "score_weights": {"momentum": 1, "entropy": -1}})
+    assert p.lookbacks == (30, 60) and p.score_weights == (("entropy", -1.0), ("momentum", 1.0))
+    assert p == SelectionParams.from_params(p.to_dict())
+
+
+def test_deterministic():
+    returns, value = veto_panel()
+    params = SelectionParams.from_params(PERMISSIVE)
+    a, b = (select_assets(returns, value, "2022-10-01", params).to_dict() for _ in range(2))
+    assert json.dumps(a) == json.dumps(b)
+
+
+# --------------------------------------------------------------------------- signal kernels
+
+
+def brute_force_permutation_entropy(x: np.ndarray, order: int) -> float:
+    counts = Counter(tuple(np.argsort(x[i : i + order], kind="stable")) for i in range(len(x) - order + 1))
+    p = np.array(list(counts.values()), dtype=float) / sum(counts.values())
+    return float(-(p * np.log(p)).sum() / math.log(math.factorial(order)))
+
+
+@pytest.mark.parametrize("order", [2, 3, 4])
+def test_permutation_entropy(order):
+    x = np.random.default_rng(order).normal(size=400)
+    assert signals.permutation_entropy(x, order) == pytest.approx(brute_force_permutation_entropy(x, order), abs=1e-12)
+    assert signals.permutation_entropy(np.arange(50.0), order) == 0.0
+    assert signals.permutation_entropy(np.random.default_rng(0).normal(size=20000), order) > 0.999
+    assert len(list(itertools.permutations(range(order)))) == math.factorial(order)
+
+
+def test_hurst_exponent_separates_random_walk_and_trend():
+    rng = np.random.default_rng(21)
+    noise = rng.normal(0, 0.02, 4000)
+    assert 0.45 < signals.hurst_exponent(noise) < 0.55
+    persistent = np.zeros_like(noise)
+    for t in range(1, noise.size):
+        persistent[t] = 0.6 * persistent[t - 1] + noise[t]
+    assert signals.hurst_exponent(persistent) > 0.65
+    reverting = noise - 0.7 * np.r_[0.0, noise[:-1]]
+    assert signals.hurst_exponent(reverting) < 0.35
+    assert math.isnan(signals.hurst_exponent(noise[:4]))
+
+
+def test_simple_statistics():
+    r = np.random.default_rng(3).standard_t(3, size=500) * 0.02
+    s = pd.Series(r)
+    assert signals.skewness(r) == pytest.approx(s.skew(), rel=1e-10)
+    assert signals.excess_kurtosis(r) == pytest.approx(s.kurt(), rel=1e-10)
+    assert signals.annualised_volatility(r, 365) == pytest.approx(s.std() * math.sqrt(365))
+    assert signals.annualised_momentum(r, 365) == pytest.approx(np.log1p(r).mean() * 365)
+    q = np.quantile(r, 0.05)
+    assert signals.conditional_value_at_risk(r, 0.05) == pytest.approx(r[r <= q].mean())
+    assert signals.efficiency_ratio(np.full(10, 0.01)) == pytest.approx(1.0)
+    assert signals.efficiency_ratio(np.array([0.1, 1 / 1.1 - 1])) == pytest.approx(0.0, abs=1e-12)
+    assert math.isnan(signals.skewness(np.zeros(10)))
