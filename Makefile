@@ -1,6 +1,6 @@
 # The daily routine of a quantlake repository. Every target is a thin wrapper over
 # `quantlake` / `dvc` commands that you can also run by hand.
-.PHONY: install test repro flow-data data-audit bench clean-venv
+.PHONY: install test repro flow-data data-repair data-audit bench
 
 install:
 	python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[test]'
@@ -16,9 +16,13 @@ repro:
 flow-data:
 	quantlake advance
 
-# Re-run the gate only (it reads the staging layers, never the network).
+# Heal the recorded gaps (re-fetches exactly the gap windows), then re-certify.
+data-repair:
+	dvc repro repair
+
+# Re-run the gate and its report (they read the staging layers, never the network).
 data-audit:
-	dvc repro audit
+	dvc repro report
 
 bench:
 	python benchmarks/bench_optimizers.py

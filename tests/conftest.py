@@ -76,13 +76,17 @@ def sim_lakehouse(tmp_path_factory):
     from quantlake.data.audit import AuditConfig, run_audit
     from quantlake.data.features import run_features
     from quantlake.data.ingest import IngestConfig, ingest_symbols
+    from quantlake.data.repair import run_repair
     from quantlake.data.staging import StagingStore
+    from quantlake.lakehouse import Layers, read_bars
     from quantlake.sources.sim import SimExchange
 
-    root = tmp_path_factory.mktemp("lake") / "data"
-    store = StagingStore(root / "staging/bars", root / "staging/quarantine")
+    layers = Layers(tmp_path_factory.mktemp("lake") / "data")
+    store = StagingStore(layers.staging_bars, layers.quarantine)
     syms = [SymbolId.parse(f"SIM:{s}") for s in SMALL_UNIVERSE]
-    ingest_symbols(syms, SimExchange(7), store, IngestConfig(as_of=AS_OF, start=dt.date(2022, 1, 1)), now=NOW, log=lambda m: None)
-    run_features([s for s in syms if str(s) != "SIM:XVGUSDT"], store.read_bars, root / "staging/features")
-    run_audit(store, root / "lakehouse", AuditConfig(as_of=AS_OF), features_dir=root / "staging/features")
-    return root
+    sim = SimExchange(7)
+    ingest_symbols(syms, sim, store, IngestConfig(as_of=AS_OF, start=dt.date(2022, 1, 1)), now=NOW, log=lambda m: None)
+    run_repair(layers, sim, {"as_of": AS_OF.isoformat(), "start": "2022-01-01"}, {}, log=lambda m: None)
+    run_features([s for s in syms if str(s) != "SIM:XVGUSDT"], lambda sid: read_bars(layers, sid), layers.features)
+    run_audit(layers, AuditConfig(as_of=AS_OF))
+    return layers.root

@@ -3,6 +3,7 @@
 import datetime as dt
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,8 +11,9 @@ import pytest
 from quantlake.contracts import SymbolId, validate_catalog, validate_ohlcv
 from quantlake.data.audit import AuditConfig, AuditFailure, quality_score, run_audit
 from quantlake.data.ingest import IngestConfig, ingest_symbols
+from quantlake.data.repair import run_repair
 from quantlake.data.staging import StagingStore
-from quantlake.lakehouse import recover_swap
+from quantlake.lakehouse import Layers, recover_swap
 from quantlake.sources.sim import SimExchange
 from quantlake.storage import atomic_write_bars, read_bars, read_json, sha256_file
 
@@ -22,23 +24,31 @@ SYMS = ["BTCUSDT", "ADAUSDT", "XVGUSDT", "LINKUSDT", "FTTUSDT", "EOSUSDT", "XEMU
 
 @pytest.fixture(scope="module")
 def staged(tmp_path_factory):
-    root = tmp_path_factory.mktemp("stage")
-    store = StagingStore(root / "bars", root / "quarantine")
+    """Ingested and repaired staging layers (never modified: tests audit copies)."""
+    layers = Layers(tmp_path_factory.mktemp("stage") / "data")
+    store = StagingStore(layers.staging_bars, layers.quarantine)
+    sim = SimExchange(7)
     ingest_symbols(
         [SymbolId.parse(f"SIM:{s}") for s in SYMS],
-        SimExchange(7),
+        sim,
         store,
         IngestConfig(as_of=AS_OF, start=dt.date(2020, 1, 1)),
         now=NOW,
         log=lambda m: None,
     )
-    return store
+    run_repair(layers, sim, {"as_of": AS_OF.isoformat(), "start": "2020-01-01", "max_gap_days": 5}, {}, log=lambda m: None)
+    return layers
+
+
+def copy_layers(layers: Layers, dst: Path) -> Layers:
+    shutil.copytree(layers.root / "staging", dst / "data" / "staging", copy_function=os.link)
+    return Layers(dst / "data")
 
 
 def audit(staged, tmp_path, **kw):
-    lake = tmp_path / "lakehouse"
-    result = run_audit(staged, lake, AuditConfig(as_of=AS_OF, **kw), candidates=[f"SIM:{s}" for s in SYMS] + ["SIM:GONEUSDT"])
-    return lake, result
+    layers = copy_layers(staged, tmp_path)
+    result = run_audit(layers, AuditConfig(as_of=AS_OF, **kw), candidates=[f"SIM:{s}" for s in SYMS] + ["SIM:GONEUSDT"])
+    return layers.lakehouse, result
 
 
 def test_every_injected_defect_gets_its_status(staged, tmp_path):
@@ -54,7 +64,7 @@ def test_every_injected_defect_gets_its_status(staged, tmp_path):
         "FTTUSDT": "degraded",  # bad high print
         "EOSUSDT": "degraded",  # broken OHLC order
         "XEMUSDT": "degraded",  # zero-volume stall (and the gap it leaves)
-        "DOTUSDT": "degraded",  # gap > 5 days (healable by repair, issue 4)
+        "DOTUSDT": "ok",  # gap > 5 days, healed by repair
         "ATOMUSDT": "degraded",  # permanent gap
         "WAVESUSDT": "stale",  # halted
         "LUNAUSDT": "stale",  # delisted
@@ -62,6 +72,9 @@ def test_every_injected_defect_gets_its_status(staged, tmp_path):
     }
     e = cat["symbols"]
     assert e["SIM:ATOMUSDT"]["gaps"] == [["2024-06-10", "2024-06-19"]]
+    assert [g["status"] for g in e["SIM:ATOMUSDT"]["repairs"]] == ["unrepairable"]
+    assert e["SIM:DOTUSDT"]["gaps"] == [] and e["SIM:DOTUSDT"]["repaired_days"] == 8
+    assert e["SIM:DOTUSDT"]["repairs"][0]["status"] == "healed"
     assert e["SIM:ADAUSDT"]["quarantined"] == 4
     assert "cannot be isolated" in e["SIM:XVGUSDT"]["reasons"][0]
     days = (AS_OF - dt.date(2020, 1, 1)).days + 1
@@ -80,11 +93,17 @@ def test_golden_copy_holds_certified_valid_files_and_no_toxic_one(staged, tmp_pa
         path = lake / entry["file"]
         assert sha256_file(path) == entry["sha256"]
         assert validate_ohlcv(read_bars(path), as_of=AS_OF) == []
-        assert (lake / entry["file"]).stat().st_ino == (staged.bars_dir / entry["file"]).stat().st_ino  # linked
+        staged_file = lake.parent / "staging" / "bars" / entry["file"]
+        if sym == "SIM:DOTUSDT":  # merged with its repairs: written, not linked
+            assert len(read_bars(path)) == len(read_bars(staged_file)) + 8
+        else:
+            assert path.stat().st_ino == staged_file.stat().st_ino  # linked, not copied
     report = read_json(lake / "audit.json")
-    assert report["by_status"] == {"ok": 2, "stale": 2, "degraded": 7, "toxic": 1}
+    assert report["by_status"] == {"ok": 3, "stale": 2, "degraded": 6, "toxic": 1}
     assert report["missing_candidates"] == ["SIM:GONEUSDT"]
-    assert result.linked == len(SYMS) - 1 and result.copied == 0
+    assert report["repairs"]["healed"] == 1 and report["repairs"]["unrepairable"] >= 1 and report["repaired_days"] == 8
+    assert [(o["from"], o["to"]) for o in report["outages"]] == [("2024-11-11", "2024-11-11")]
+    assert result.linked == len(SYMS) - 2 and result.written == 1 and result.copied == 0
     assert sorted(p.name for p in lake.iterdir() if not p.name.endswith(".parquet")) == ["audit.json", "catalog.json", "certified.json"]
     assert not [p for p in lake.parent.iterdir() if p.name.startswith(".lakehouse")]
 
@@ -97,17 +116,16 @@ def test_audit_is_deterministic(staged, tmp_path):
 
 
 def test_a_file_breaking_the_contract_is_never_certified(staged, tmp_path):
-    root = tmp_path / "s"
-    store = StagingStore(root / "bars", root / "quarantine")
-    store.bars_dir.mkdir(parents=True)
+    layers = Layers(tmp_path / "data")
+    layers.staging_bars.mkdir(parents=True)
     for name in ("SIM_BTCUSDT_1d.parquet", "SIM_DOGEUSDT_1d.parquet"):
-        os.link(staged.bars_dir / name, store.bars_dir / name)
-    bad = read_bars(store.bars_dir / "SIM_DOGEUSDT_1d.parquet")
+        os.link(staged.staging_bars / name, layers.staging_bars / name)
+    bad = read_bars(layers.staging_bars / "SIM_DOGEUSDT_1d.parquet")
     bad.loc[5, "low"] = bad.loc[5, "high"] * 2  # broken order written behind ingest's back
-    os.unlink(store.bars_dir / "SIM_DOGEUSDT_1d.parquet")
-    atomic_write_bars(store.bars_dir / "SIM_DOGEUSDT_1d.parquet", bad)
-    lake = tmp_path / "lake"
-    run_audit(store, lake, AuditConfig(as_of=AS_OF))
+    os.unlink(layers.staging_bars / "SIM_DOGEUSDT_1d.parquet")
+    atomic_write_bars(layers.staging_bars / "SIM_DOGEUSDT_1d.parquet", bad)
+    lake = layers.lakehouse
+    run_audit(layers, AuditConfig(as_of=AS_OF))
     cat = read_json(lake / "catalog.json")["symbols"]
     assert cat["SIM:DOGEUSDT"]["status"] == "toxic"
     assert "contract violation" in cat["SIM:DOGEUSDT"]["reasons"][0] and "row 5" in cat["SIM:DOGEUSDT"]["reasons"][0]
@@ -128,7 +146,7 @@ def test_a_failed_publication_keeps_the_previous_lakehouse(staged, tmp_path, mon
 
     monkeypatch.setattr(audit_mod, "validate_ohlcv", flaky)
     with pytest.raises(AuditFailure, match="certified file breaks the contract"):
-        run_audit(staged, lake, AuditConfig(as_of=AS_OF))
+        run_audit(Layers(lake.parent), AuditConfig(as_of=AS_OF))
     assert {p.name: p.read_bytes() for p in lake.iterdir()} == before
     assert not [p for p in lake.parent.iterdir() if p.name.startswith(".lakehouse")]
 

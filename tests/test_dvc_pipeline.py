@@ -81,7 +81,7 @@ def test_dvc_repro_runs_both_cycles_a_second_repro_runs_nothing_and_experiments_
     before = lake_files(lake)
     again = dvc(["repro"], path, env)
     text = again.stdout + again.stderr
-    for stage in ("discover", "ingest", "features", "audit", "snapshot", "returns", "select", "synthesize", "optimize", "backtest"):
+    for stage in ("discover", "ingest", "repair", "features", "audit", "report", "snapshot", "returns", "select", "synthesize", "optimize", "backtest"):
         assert f"Stage '{stage}' didn't change, skipping" in text
     assert "Running stage" not in text
     assert lake_files(lake) == before
@@ -92,7 +92,7 @@ def test_dvc_repro_runs_both_cycles_a_second_repro_runs_nothing_and_experiments_
     run(["git", "commit", "-qm", "first run"], path, env)
     exp = dvc(["exp", "run", "-S", "optimization.method=min_variance"], path, env)
     text = exp.stdout + exp.stderr
-    for stage in ("discover", "ingest", "features", "audit", "snapshot", "returns", "select", "synthesize"):
+    for stage in ("discover", "ingest", "repair", "features", "audit", "report", "snapshot", "returns", "select", "synthesize"):
         assert f"Stage '{stage}' didn't change, skipping" in text
     assert "Running stage 'optimize'" in text and "Running stage 'backtest'" in text
     assert lake_files(lake) == before

@@ -96,33 +96,59 @@ def cmd_ingest(args) -> int:
 
 def cmd_audit(args) -> int:
     from .data.audit import AuditConfig, run_audit
-    from .data.staging import StagingStore
+    from .lakehouse import Layers
 
     params = load_params(args.params)
-    data = _block(params, "data")
-    cfg = AuditConfig.from_params(data, _block(params, "audit"))
+    cfg = AuditConfig.from_params(_block(params, "data"), _block(params, "audit"))
     candidates = None
     if args.candidates and Path(args.candidates).exists():
         candidates = [c["symbol"] for c in read_json(args.candidates).get("candidates", [])]
-    store = StagingStore(args.bars, args.quarantine, max_gap_days=int(data.get("max_gap_days", 5)))
-    features = Path(args.features) if args.features else None
-    result = run_audit(store, Path(args.lakehouse), cfg, candidates=candidates, features_dir=features)
+    result = run_audit(Layers(Path(args.root)), cfg, candidates=candidates)
     r = result.report
     by = ", ".join(f"{k} {v}" for k, v in r["by_status"].items())
-    _say(f"audit: {r['symbols']} symbols ({by}); {r['certified']} certified; {result.linked} linked, {result.copied} copied")
+    _say(
+        f"audit: {r['symbols']} symbols ({by}); {r['certified']} certified; "
+        f"{result.linked} linked, {result.written} written with repairs, {result.copied} copied"
+    )
     if r["missing_candidates"]:
         _say(f"audit: {len(r['missing_candidates'])} candidate(s) have no staged data: {', '.join(r['missing_candidates'][:10])}")
+    for outage in r.get("outages", []):
+        _say(f"audit: exchange-wide outage {outage['from']}..{outage['to']} ({outage.get('exchange', '')}, {outage['symbols']} symbols)")
+    return 0
+
+
+def cmd_repair(args) -> int:
+    from .data.repair import run_repair
+    from .lakehouse import Layers
+    from .sources import make_source
+
+    params = load_params(args.params)
+    data = _block(params, "data")
+    check_as_of(parse_date(data.get("as_of"), field="data.as_of"), now_utc())
+    summary = run_repair(Layers(Path(args.root)), make_source(data), data, _block(params, "repair"), log=_say)
+    _say(summary.line())
+    return 1 if summary.failed and args.strict else 0
+
+
+def cmd_report(args) -> int:
+    from .data.report import write_audit_report
+    from .lakehouse import Layers
+
+    layers = Layers(Path(args.root))
+    out = write_audit_report(layers.lakehouse, layers.staging_bars, layers.quarantine, layers.repairs, Path(args.out))
+    _say(f"report: {out}")
     return 0
 
 
 def cmd_features(args) -> int:
     from .data.features import run_features
     from .data.staging import StagingStore
+    from .lakehouse import Layers, read_bars
 
-    store = StagingStore(args.bars, args.quarantine)
-    state = store.load_state()["symbols"]
+    layers = Layers(Path(args.root))
+    state = StagingStore(layers.staging_bars, layers.quarantine).load_state()["symbols"]
     symbols = [SymbolId.parse(s) for s, e in state.items() if not e.get("toxic_reason") and e.get("rows")]
-    summary = run_features(symbols, store.read_bars, Path(args.out))
+    summary = run_features(symbols, lambda sid: read_bars(layers, sid), layers.features)
     for detail in summary.failed.values():
         _say(f"features: FAILED {detail}")
     _say(summary.line())
@@ -240,19 +266,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--strict", action="store_true", help="exit non-zero if any symbol failed")
     s.set_defaults(func=cmd_ingest)
 
-    s = sub.add_parser("audit", help="check every layer and publish the Golden Copy")
-    s.add_argument("--bars", default="data/staging/bars")
-    s.add_argument("--quarantine", default="data/staging/quarantine")
-    s.add_argument("--candidates", default="data/export/candidates.json")
-    s.add_argument("--lakehouse", default="data/lakehouse")
-    s.add_argument("--features", default="data/staging/features", help="feature store layer to publish ('' to skip)")
-    s.set_defaults(func=cmd_audit)
+    s = sub.add_parser("repair", help="re-fetch exactly the gap windows of the staged series")
+    s.add_argument("--root", default="data", help="the data folder holding staging/ (default: data)")
+    s.add_argument("--strict", action="store_true", help="exit non-zero if any symbol failed")
+    s.set_defaults(func=cmd_repair)
 
     s = sub.add_parser("features", help="compute point-in-time technical ratings for every staged symbol")
-    s.add_argument("--bars", default="data/staging/bars")
-    s.add_argument("--quarantine", default="data/staging/quarantine")
-    s.add_argument("--out", default="data/staging/features")
+    s.add_argument("--root", default="data", help="the data folder holding staging/ (default: data)")
     s.set_defaults(func=cmd_features)
+
+    s = sub.add_parser("audit", help="check every layer and publish the Golden Copy")
+    s.add_argument("--root", default="data", help="the data folder holding staging/ and lakehouse/ (default: data)")
+    s.add_argument("--candidates", default="data/export/candidates.json")
+    s.set_defaults(func=cmd_audit)
+
+    s = sub.add_parser("report", help="write the human-readable data audit report (HTML)")
+    s.add_argument("--root", default="data")
+    s.add_argument("--out", default="artifacts/reports/data_audit.html")
+    s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("snapshot", help="freeze the certified subset into an immutable, content-hashed run input")
     s.add_argument("--lakehouse", default="data/lakehouse")

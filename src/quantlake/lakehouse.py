@@ -16,10 +16,12 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from .contracts import SymbolId
-from .storage import read_bars, read_json
+from .contracts import OHLCV_COLUMNS, ContractError, SymbolId, coerce_bars
+from .storage import read_bars as read_bar_file
+from .storage import read_json
 
 CATALOG = "catalog.json"
 CERTIFIED = "certified.json"
@@ -53,7 +55,48 @@ class Layers:
 
 def read_golden_bars(lakehouse: Path, sid: SymbolId) -> pd.DataFrame:
     """Bars of a certified symbol from the Golden Copy."""
-    return read_bars(Path(lakehouse) / sid.filename)
+    return read_bar_file(Path(lakehouse) / sid.filename)
+
+
+def merged_bars(staging: pd.DataFrame, repairs: pd.DataFrame | None) -> pd.DataFrame:
+    """Staging bars plus repaired bars, sorted by timestamp; on a day both hold, staging wins.
+
+    (Such a day is drift when the values differ: see `drift_rows`.)
+    """
+    staging = coerce_bars(staging, where="staging bars")
+    if repairs is None or repairs.empty:
+        return staging.sort_values("timestamp", kind="stable").reset_index(drop=True)
+    repairs = coerce_bars(repairs, where="repaired bars")
+    extra = repairs[~repairs["timestamp"].isin(staging["timestamp"])]
+    out = pd.concat([staging, extra], ignore_index=True)
+    return out.sort_values("timestamp", kind="stable").reset_index(drop=True)
+
+
+def drift_rows(staging: pd.DataFrame, repairs: pd.DataFrame | None) -> pd.DataFrame:
+    """Days held by both layers with different values: `timestamp`, then `{col}_staging`, `{col}_repair`."""
+    cols = list(OHLCV_COLUMNS[1:])
+    names = ["timestamp", *[f"{c}_staging" for c in cols], *[f"{c}_repair" for c in cols]]
+    if repairs is None or repairs.empty:
+        return pd.DataFrame({n: pd.Series([], dtype="int64" if n == "timestamp" else "float64") for n in names})
+    both = coerce_bars(staging).merge(coerce_bars(repairs), on="timestamp", suffixes=("_staging", "_repair"))
+    differs = np.zeros(len(both), dtype=bool)
+    for c in cols:
+        differs |= both[f"{c}_staging"].to_numpy() != both[f"{c}_repair"].to_numpy()
+    return both.loc[differs, names].sort_values("timestamp").reset_index(drop=True)
+
+
+def read_repairs(layers: Layers, sid: SymbolId) -> pd.DataFrame | None:
+    path = layers.repairs / sid.filename
+    return read_bar_file(path) if path.exists() else None
+
+
+def read_bars(layers: Layers, sid: SymbolId) -> pd.DataFrame:
+    """A symbol's bars for everyone downstream of repair: staged bars merged with repaired ones."""
+    path = layers.staging_bars / sid.filename
+    if not path.exists():
+        raise ContractError(f"{sid}: no staged bar file {path}")
+    return merged_bars(read_bar_file(path), read_repairs(layers, sid))
+
 
 
 def read_certified(lakehouse: Path) -> dict:

@@ -31,10 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..contracts import SCHEMA_VERSION, STATUSES, SymbolId, parse_date, validate_catalog, validate_ohlcv
-from ..lakehouse import AUDIT, CATALOG, CERTIFIED, recover_swap, swap_dir_into_place
-from ..storage import atomic_write_json, link_or_copy, read_bars, sha256_file
-from .staging import StagingStore
+from ..contracts import SCHEMA_VERSION, STATUSES, ContractError, SymbolId, parse_date, validate_catalog, validate_ohlcv
+from ..lakehouse import AUDIT, CATALOG, CERTIFIED, Layers, merged_bars, read_repairs, recover_swap, swap_dir_into_place
+from ..storage import atomic_write_bytes, atomic_write_json, bars_to_parquet_bytes, link_or_copy, sha256_bytes, sha256_file
+from ..storage import read_bars as read_bars_file
+from .repair import load_repair_log
+from .staging import StagingStore, bars_summary
 
 
 class AuditFailure(Exception):
@@ -44,6 +46,7 @@ class AuditFailure(Exception):
 @dataclass(frozen=True)
 class AuditConfig:
     as_of: dt.date
+    max_gap_days: int = 5
     stale_days: int = 3
     min_quality: float = 0.98
     certify: tuple[str, ...] = ("ok", "degraded", "stale")
@@ -53,17 +56,14 @@ class AuditConfig:
         allowed = {"stale_days", "min_quality", "certify"}
         unknown = set(audit_params) - allowed
         if unknown:
-            from ..contracts import ContractError
-
             raise ContractError(f"audit: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
         certify = tuple(audit_params.get("certify", cls.certify))
         bad = [s for s in certify if s not in STATUSES or s == "toxic"]
         if bad:
-            from ..contracts import ContractError
-
             raise ContractError(f"audit.certify: {bad} cannot be certified (choose from ok, degraded, stale)")
         return cls(
             as_of=parse_date(data_params.get("as_of"), field="data.as_of"),
+            max_gap_days=int(data_params.get("max_gap_days", cls.max_gap_days)),
             stale_days=int(audit_params.get("stale_days", cls.stale_days)),
             min_quality=float(audit_params.get("min_quality", cls.min_quality)),
             certify=certify,
@@ -108,14 +108,48 @@ class AuditResult:
     report: dict
     linked: int = 0
     copied: int = 0
+    written: int = 0
     warnings: list[str] = field(default_factory=list)
 
 
-def build_documents(state: dict, violations: dict[str, list[str]], cfg: AuditConfig, candidates: list[str] | None) -> tuple[dict, dict, dict]:
-    """catalog, certified and audit documents from the reconciled bookkeeping (pure)."""
+@dataclass
+class _Inspected:
+    """One staged symbol as the gate sees it: bookkeeping merged with its repairs."""
+
+    entry: dict  # catalog-ready fields before classification
+    violations: list[str]
+    published: bytes | None  # merged bytes to write, or None to link the staged file
+
+
+def inspect_symbol(layers: Layers, sym: str, entry: dict, repair_entry: dict | None, cfg: AuditConfig) -> _Inspected:
+    sid = SymbolId.parse(sym, where="ingest bookkeeping")
+    staged_path = layers.staging_bars / entry["file"]
+    repairs = read_repairs(layers, sid)
+    if repairs is None or repairs.empty:
+        bars, published, sha = read_bars_file(staged_path), None, entry["sha256"]
+    else:
+        bars = merged_bars(read_bars_file(staged_path), repairs)
+        published = bars_to_parquet_bytes(bars)
+        sha = sha256_bytes(published)
+    merged = {
+        **entry,
+        **bars_summary(bars, cfg.max_gap_days),
+        "sha256": sha,
+        "quarantined": int(entry.get("quarantined", 0)) + int((repair_entry or {}).get("quarantined", 0)),
+        "repaired_days": 0 if repairs is None else int(len(repairs)),
+        "repairs": [{k: g[k] for k in ("from", "to", "status", "filled_days", "missing_days", "last_tried") if k in g} for g in (repair_entry or {}).get("gaps", [])],
+        "drift": list((repair_entry or {}).get("drift", [])),
+    }
+    found = validate_ohlcv(bars, file=str(staged_path), as_of=cfg.as_of, limit=20)
+    return _Inspected(merged, [str(v) for v in found], published)
+
+
+def build_documents(inspected: dict[str, _Inspected], cfg: AuditConfig, candidates: list[str] | None, repair_log: dict) -> tuple[dict, dict, dict]:
+    """catalog, certified and audit documents (pure)."""
     symbols = {}
-    for sym, entry in sorted(state["symbols"].items()):
-        status, reasons = classify(entry, violations.get(sym, []), cfg)
+    for sym, item in sorted(inspected.items()):
+        entry = item.entry
+        status, reasons = classify(entry, item.violations, cfg)
         score = 0.0 if status == "toxic" else quality_score(entry.get("rows", 0), entry.get("start_date"), entry.get("end_date"), entry.get("quarantined", 0))
         symbols[sym] = {
             "file": entry["file"] if status != "toxic" else None,
@@ -128,6 +162,9 @@ def build_documents(state: dict, violations: dict[str, list[str]], cfg: AuditCon
             "source": entry.get("source"),
             "gaps": entry.get("gaps", []),
             "quarantined": entry.get("quarantined", 0),
+            "repaired_days": entry.get("repaired_days", 0),
+            "repairs": entry.get("repairs", []),
+            "drift": entry.get("drift", []),
             "data_quality_score": score,
             "status": status,
             "reasons": reasons,
@@ -144,6 +181,7 @@ def build_documents(state: dict, violations: dict[str, list[str]], cfg: AuditCon
         },
     }
     scores = np.array([e["data_quality_score"] for e in symbols.values()] or [0.0])
+    gap_status = [g["status"] for e in symbols.values() for g in e["repairs"]]
     report = {
         "as_of": cfg.as_of.isoformat(),
         "symbols": len(symbols),
@@ -151,6 +189,11 @@ def build_documents(state: dict, violations: dict[str, list[str]], cfg: AuditCon
         "by_status": {s: sum(e["status"] == s for e in symbols.values()) for s in STATUSES},
         "quarantined_events": int(sum(e["quarantined"] for e in symbols.values())),
         "gaps": int(sum(len(e["gaps"]) for e in symbols.values())),
+        "repairs": {s: gap_status.count(s) for s in ("healed", "partial", "unrepairable", "pending", "outage")},
+        "repaired_days": int(sum(e["repaired_days"] for e in symbols.values())),
+        "drift_days": int(sum(len(e["drift"]) for e in symbols.values())),
+        "outages": repair_log.get("outages", []),
+        "stale_symbols": sorted(s for s, e in symbols.items() if e["status"] == "stale"),
         "quality_score": {
             "min": round(float(scores.min()), 6),
             "p25": round(float(np.percentile(scores, 25)), 6),
@@ -163,24 +206,23 @@ def build_documents(state: dict, violations: dict[str, list[str]], cfg: AuditCon
 
 
 def run_audit(
-    store: StagingStore,
-    lakehouse: Path,
+    layers: Layers,
     cfg: AuditConfig,
     *,
     candidates: list[str] | None = None,
-    features_dir: Path | None = None,
+    publish_features: bool = True,
 ) -> AuditResult:
     """Check the staging layers and publish the Golden Copy (see module docstring)."""
-    lakehouse = Path(lakehouse)
+    lakehouse = layers.lakehouse
     recover_swap(lakehouse)
+    store = StagingStore(layers.staging_bars, layers.quarantine, max_gap_days=cfg.max_gap_days)
     state = store.load_state()
-    violations = {}
-    for sym, entry in state["symbols"].items():
-        path = store.bars_dir / entry["file"]
-        found = validate_ohlcv(read_bars(path), file=str(path), as_of=cfg.as_of, limit=20)
-        if found:
-            violations[sym] = [str(v) for v in found]
-    catalog, certified, report = build_documents(state, violations, cfg, candidates)
+    repair_log = load_repair_log(layers.repairs)
+    inspected = {
+        sym: inspect_symbol(layers, sym, entry, (repair_log.get("symbols") or {}).get(sym), cfg)
+        for sym, entry in sorted(state["symbols"].items())
+    }
+    catalog, certified, report = build_documents(inspected, cfg, candidates, repair_log)
     problems = validate_catalog(catalog)
     if problems:
         raise AuditFailure("catalog breaks its contract: " + "; ".join(problems[:10]))
@@ -192,19 +234,24 @@ def run_audit(
         for sym, entry in catalog["symbols"].items():
             if entry["status"] == "toxic":
                 continue
-            how = link_or_copy(store.bars_dir / entry["file"], tmp / entry["file"])
-            result.linked += how == "link"
-            result.copied += how == "copy"
+            published = inspected[sym].published
+            if published is not None:
+                atomic_write_bytes(tmp / entry["file"], published)
+                result.written += 1
+            else:
+                how = link_or_copy(layers.staging_bars / entry["file"], tmp / entry["file"])
+                result.linked += how == "link"
+                result.copied += how == "copy"
         # The last line of defence: every certified file, as published, must meet the contract.
         for sym, entry in certified["symbols"].items():
             path = tmp / entry["file"]
             if sha256_file(path) != entry["sha256"]:
                 raise AuditFailure(f"{sym}: {path.name} changed while it was published (sha256 mismatch)")
-            found = validate_ohlcv(read_bars(path), file=str(path), as_of=cfg.as_of, limit=5)
+            found = validate_ohlcv(read_bars_file(path), file=str(path), as_of=cfg.as_of, limit=5)
             if found:
                 raise AuditFailure(f"{sym}: certified file breaks the contract: {found[0]}")
-        if features_dir is not None:
-            report["features"] = _publish_features(Path(features_dir), tmp, certified)
+        if publish_features and layers.features.exists():
+            report["features"] = _publish_features(layers.features, tmp, certified)
         atomic_write_json(tmp / CATALOG, catalog)
         atomic_write_json(tmp / CERTIFIED, certified)
         atomic_write_json(tmp / AUDIT, report)
@@ -223,7 +270,7 @@ def _publish_features(features_dir: Path, tmp: Path, certified: dict) -> dict:
     problems = {}
     for sym, entry in certified["symbols"].items():
         rows = table[table["symbol"] == sym]
-        bars_ts = read_bars(tmp / entry["file"])["timestamp"].to_numpy()
+        bars_ts = read_bars_file(tmp / entry["file"])["timestamp"].to_numpy()
         if rows.empty:
             problems[sym] = "no feature rows"
         elif len(rows) != len(bars_ts) or not (rows["timestamp"].to_numpy() == bars_ts).all():
