@@ -311,6 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="artifacts/backtest")
     s.set_defaults(func=cmd_backtest)
 
+    from . import ops  # publish / reproduce: versions of the lakehouse and of past runs
+
+    ops.register(sub)
+
     s = sub.add_parser("advance", help="move data.as_of to the last closed UTC day and reproduce the data stages")
     s.add_argument("--as-of", help="a closed UTC day (default: the last one)")
     s.add_argument("--no-repro", action="store_true", help="only edit params.yaml")

@@ -186,10 +186,13 @@ class SimExchange:
     name = "sim"
     exchange = EXCHANGE
 
-    def __init__(self, seed: int = 7):
+    def __init__(self, seed: int = 7, extra_symbols: int = 0):
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise ContractError(f"data.sim.seed must be an integer, got {seed!r}")
+        if not isinstance(extra_symbols, int) or isinstance(extra_symbols, bool) or not 0 <= extra_symbols <= 20_000:
+            raise ContractError(f"data.sim.extra_symbols must be an integer in [0, 20000], got {extra_symbols!r}")
         self.seed = seed
+        self.extra_symbols = extra_symbols
         self.requests = 0  # source calls, so tests can prove a run made none
         self._cache: dict[str, pd.DataFrame] = {}
         self._lock = threading.RLock()
@@ -209,6 +212,14 @@ class SimExchange:
         for sym, base, quote, price in CROSSES:
             specs[sym] = dict(base=base, quote=quote, sector="cross", listed=_D(2018, 1, 1), last=HORIZON,
                               price=price, vol=0.8, liq=5.0)
+        # Synthetic extra USDT pairs for scale tests and benchmarks (`data.sim.extra_symbols`).
+        sectors = sorted({u[1] for u in UNIVERSE})
+        for i in range(self.extra_symbols):
+            rng = np.random.default_rng([self.seed, 2, i])
+            listed = GENESIS + dt.timedelta(days=int(rng.integers(30, 3000)))
+            specs[f"Q{i:05d}USDT"] = dict(base=f"Q{i:05d}", quote="USDT", sector=sectors[int(rng.integers(len(sectors)))],
+                                          listed=listed, last=HORIZON, price=float(10 ** rng.uniform(-4, 3)),
+                                          vol=float(rng.uniform(0.7, 1.4)), liq=float(10 ** rng.uniform(0, 2)))
         return specs
 
     @cached_property
@@ -378,10 +389,10 @@ def _inject_defects(sym: str, df: pd.DataFrame) -> pd.DataFrame:
 
 def from_params(data_params: dict) -> SimExchange:
     sim = dict(data_params.get("sim") or {})
-    unknown = set(sim) - {"seed"}
+    unknown = set(sim) - {"seed", "extra_symbols"}
     if unknown:
-        raise ContractError(f"data.sim: unknown key(s) {sorted(unknown)}; allowed: ['seed']")
-    return SimExchange(seed=sim.get("seed", 7))
+        raise ContractError(f"data.sim: unknown key(s) {sorted(unknown)}; allowed: ['extra_symbols', 'seed']")
+    return SimExchange(seed=sim.get("seed", 7), extra_symbols=sim.get("extra_symbols", 0))
 
 
 __all__ = ["SimExchange", "DEFECTS", "Defect", "from_params", "EXCHANGE", "DAY_MS"]
