@@ -71,7 +71,18 @@ def test_dvc_repro_runs_both_cycles_a_second_repro_runs_nothing_and_experiments_
     assert (path / "artifacts/backtest/metrics.json").exists() and (path / "artifacts/backtest/tearsheet.png").exists()
     statuses = {s: e["status"] for s, e in catalog["symbols"].items()}
     assert statuses["SIM:XVGUSDT"] == "toxic" and not (lake / "SIM_XVGUSDT_1d.parquet").exists()
-    assert statuses["SIM:WAVESUSDT"] == "stale" and statuses["SIM:XEMUSDT"] == "degraded"
+    # every injected defect inside the shortened history (from 2022-06-01) gets its status
+    assert statuses["SIM:WAVESUSDT"] == "stale" and statuses["SIM:SRMUSDT"] == "stale"
+    for sym in ("SIM:FTTUSDT", "SIM:EOSUSDT", "SIM:XEMUSDT", "SIM:ATOMUSDT"):
+        assert statuses[sym] == "degraded", sym
+    assert catalog["symbols"]["SIM:ATOMUSDT"]["repairs"][0]["status"] == "unrepairable"
+    assert statuses["SIM:DOTUSDT"] == "ok" and catalog["symbols"]["SIM:DOTUSDT"]["repaired_days"] == 8  # healed
+    assert statuses["SIM:DOGEUSDT"] == "ok" and statuses["SIM:BTCUSDT"] == "ok"
+    audit = json.loads((lake / "audit.json").read_text())
+    assert audit["empty_symbols"] == ["SIM:LUNAUSDT"]  # delisted before data.start
+    assert [o["from"] for o in audit["outages"]] == ["2024-11-11"]
+    assert (lake / "features" / "tv_technicals_1d.parquet").exists()
+    assert (path / "artifacts/reports/data_audit.html").stat().st_size > 10_000
     assert set(certified["symbols"]) == {s for s, st in statuses.items() if st != "toxic"}
     assert any((path / "data" / "staging" / "quarantine").glob("*.parquet"))
     assert "audit:" in out.stderr + out.stdout

@@ -184,3 +184,19 @@ def test_any_split_in_any_order_gives_byte_identical_files(sim, full_ingestion, 
         for a, b in windows:
             ingest_symbols(PROP_SYMS, sim, store_at(path), cfg(start=a.isoformat(), as_of=b.isoformat(), workers=workers), now=NOW, log=quiet)
         assert _files(path) == full_ingestion
+
+
+def test_a_symbol_with_no_bar_in_the_window_is_recorded_once_without_a_file(tmp_path, sim):
+    luna = [SymbolId.parse("SIM:LUNAUSDT")]  # delisted 2022-05-12, before data.start
+    src = Recording(sim)
+    summary = ingest_symbols(luna, src, store_at(tmp_path), cfg(start="2024-01-01"), now=NOW, log=quiet)
+    assert summary.count("fetched") == 1 and len(src.calls) == 1
+    store = store_at(tmp_path)
+    assert not store.bars_path(luna[0]).exists()
+    entry = store.load_state()["symbols"]["SIM:LUNAUSDT"]
+    assert entry["file"] is None and entry["rows"] == 0
+    ingest_symbols(luna, src, store_at(tmp_path), cfg(start="2024-01-01"), now=NOW + dt.timedelta(hours=1), log=quiet)
+    assert len(src.calls) == 1  # fresh: not asked again
+    ingest_symbols(luna, src, store_at(tmp_path), cfg(start="2022-01-01"), now=NOW + dt.timedelta(hours=1), log=quiet)
+    assert src.calls[-1] == ("SIM:LUNAUSDT", dt.date(2022, 1, 1), dt.date(2026, 11, 20))  # start moved earlier
+    assert store_at(tmp_path).load_state()["symbols"]["SIM:LUNAUSDT"]["end_date"] == "2022-05-12"

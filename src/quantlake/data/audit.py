@@ -218,11 +218,14 @@ def run_audit(
     store = StagingStore(layers.staging_bars, layers.quarantine, max_gap_days=cfg.max_gap_days)
     state = store.load_state()
     repair_log = load_repair_log(layers.repairs)
+    empty = sorted(sym for sym, entry in state["symbols"].items() if entry.get("file") is None)
     inspected = {
         sym: inspect_symbol(layers, sym, entry, (repair_log.get("symbols") or {}).get(sym), cfg)
         for sym, entry in sorted(state["symbols"].items())
+        if entry.get("file") is not None
     }
-    catalog, certified, report = build_documents(inspected, cfg, candidates, repair_log)
+    catalog, certified, report = build_documents(inspected, cfg, [c for c in candidates or [] if c not in empty] if candidates is not None else None, repair_log)
+    report["empty_symbols"] = empty  # checked, but the source has no bar for them in [start, as_of]
     problems = validate_catalog(catalog)
     if problems:
         raise AuditFailure("catalog breaks its contract: " + "; ".join(problems[:10]))

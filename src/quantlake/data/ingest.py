@@ -95,6 +95,10 @@ class IngestSummary:
 def plan_windows(entry: dict | None, cfg: IngestConfig, now: dt.datetime) -> list[tuple[dt.date, dt.date]]:
     """The (start, end) windows to fetch for a symbol; empty means skip."""
     if not entry or not entry.get("end_date"):
+        # never fetched, or fetched and found empty: ask again unless that check is fresh
+        empty_checked = entry and entry.get("file") is None and entry.get("requested_start")
+        if empty_checked and parse_date(entry["requested_start"]) <= cfg.start and _checked_recently(entry, cfg, now):
+            return []
         return [(cfg.start, cfg.as_of)]
     windows = []
     fetched_from = parse_date(entry.get("requested_start") or entry["start_date"])

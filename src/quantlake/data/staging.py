@@ -110,7 +110,8 @@ class StagingStore:
         symbols = dict(state.get("symbols") or {})
         files = self.bar_files()
         for sym in list(symbols):
-            if sym not in files:
+            # an entry without a file is a symbol checked and found empty; keep that record
+            if sym not in files and symbols[sym].get("file") is not None:
                 del symbols[sym]
         for sym, path in files.items():
             entry = dict(symbols.get(sym) or {})
@@ -145,6 +146,13 @@ class StagingStore:
         `last_updated` becomes `updated_at` when the bar file changes. Returns the new entry;
         `state` is updated in place and written atomically.
         """
+        if bars.empty and quarantine.empty and not self.bars_path(sid).exists():
+            # nothing served in the window (e.g. delisted before data.start): record the check only
+            entry = {**entry, **bars_summary(bars, self.max_gap_days), "file": None, "sha256": None, "quarantine_sha256": None, "quarantined": 0}
+            entry.pop("reconciled", None)
+            state["symbols"][str(sid)] = entry
+            self.write_state(state)
+            return entry
         qbytes = quarantine_to_parquet_bytes(quarantine) if len(quarantine) else None
         qpath = self.quarantine_path(sid)
         if qbytes is not None:
