@@ -51,6 +51,26 @@ def real_bases() -> list[str]:
     return sorted(p.name.split("_")[0] for p in FREQTRADE_DIR.glob("*_USDT-1d.json"))
 
 
+class RecordingSource:
+    """A source wrapper that records every fetch, can fail chosen symbols and rewrite bars."""
+
+    def __init__(self, inner, fail=(), rewrite=None):
+        self.inner, self.fail, self.rewrite, self.calls = inner, set(fail), rewrite, []
+        self.name, self.exchange = inner.name, inner.exchange
+
+    def list_markets(self, as_of):
+        return self.inner.list_markets(as_of)
+
+    def fetch_bars(self, symbol, start, end):
+        from quantlake.sources.base import SourceError
+
+        self.calls.append((str(symbol), start, end))
+        if str(symbol) in self.fail:
+            raise SourceError("HTTP 502 from upstream", symbol=symbol)
+        bars = self.inner.fetch_bars(symbol, start, end)
+        return self.rewrite(str(symbol), bars) if self.rewrite else bars
+
+
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.timezone.utc)
 AS_OF = dt.date(2026, 11, 20)
 

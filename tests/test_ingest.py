@@ -13,28 +13,13 @@ from quantlake.contracts import SymbolId, validate_ohlcv
 from quantlake.data.ingest import IngestConfig, ingest_symbols
 from quantlake.data.staging import StagingStore
 from quantlake.sources.base import SourceError
+from conftest import RecordingSource as Recording
+
 from quantlake.sources.sim import SimExchange
 from quantlake.storage import sha256_file
 
 NOW = dt.datetime(2026, 11, 26, 12, tzinfo=dt.timezone.utc)
 SYMS = [SymbolId.parse(s) for s in ("SIM:BTCUSDT", "SIM:ADAUSDT", "SIM:LINKUSDT", "SIM:XEMUSDT", "SIM:WAVESUSDT")]
-
-
-class Recording:
-    """A source wrapper that records every call and can fail chosen symbols."""
-
-    def __init__(self, inner, fail=()):
-        self.inner, self.fail, self.calls = inner, set(fail), []
-        self.name, self.exchange = inner.name, inner.exchange
-
-    def list_markets(self, as_of):
-        return self.inner.list_markets(as_of)
-
-    def fetch_bars(self, symbol, start, end):
-        self.calls.append((str(symbol), start, end))
-        if str(symbol) in self.fail:
-            raise SourceError("HTTP 502 from upstream", symbol=symbol)
-        return self.inner.fetch_bars(symbol, start, end)
 
 
 @pytest.fixture(scope="module")

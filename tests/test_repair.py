@@ -16,6 +16,8 @@ from quantlake.lakehouse import drift_rows, merged_bars, read_bars
 from quantlake.data.staging import StagingStore
 from quantlake.lakehouse import Layers
 from quantlake.sources.base import SourceError
+from conftest import RecordingSource as Recording
+
 from quantlake.sources.sim import SimExchange
 from quantlake.storage import atomic_write_bars, read_bars as read_bar_file
 
@@ -24,24 +26,6 @@ AS_OF = "2026-11-20"
 SYMS = ("SIM:ATOMUSDT", "SIM:BTCUSDT", "SIM:DOTUSDT", "SIM:ETHUSDT")
 DOT, ATOM, BTC = (SymbolId.parse(s) for s in ("SIM:DOTUSDT", "SIM:ATOMUSDT", "SIM:BTCUSDT"))
 D = dt.date
-
-
-class Recording:
-    """A source wrapper that records every call, can fail chosen symbols and rewrite bars."""
-
-    def __init__(self, inner, fail=(), rewrite=None):
-        self.inner, self.fail, self.rewrite, self.calls = inner, set(fail), rewrite, []
-        self.name, self.exchange = inner.name, inner.exchange
-
-    def list_markets(self, as_of):
-        return self.inner.list_markets(as_of)
-
-    def fetch_bars(self, symbol, start, end):
-        self.calls.append((str(symbol), start, end))
-        if str(symbol) in self.fail:
-            raise SourceError("HTTP 502 from upstream", symbol=symbol)
-        bars = self.inner.fetch_bars(symbol, start, end)
-        return self.rewrite(str(symbol), bars) if self.rewrite else bars
 
 
 class Clock:
