@@ -6,6 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from quantlake.contracts import SymbolId, validate_catalog, validate_ohlcv
@@ -164,3 +165,33 @@ def test_quality_score_formula():
     assert quality_score(8, "2024-01-01", "2024-01-10", 0) == 0.8
     assert quality_score(10, "2024-01-01", "2024-01-10", 10) == 0.5
     assert quality_score(0, None, None, 0) == 0.0
+
+
+def test_drift_on_a_head_extension_is_flagged_and_the_stored_bar_kept(tmp_path):
+    """A day stored first and served again later with other values: kept as stored, flagged."""
+    from conftest import RecordingSource
+
+    layers = Layers(tmp_path / "data")
+    store = StagingStore(layers.staging_bars, layers.quarantine)
+    sid = SymbolId.parse("SIM:SOLUSDT")
+    drift_day = dt.date(2024, 3, 5)
+
+    def rewrite(sym, bars):  # the source now serves a different close for an already stored day
+        bars = bars.copy()
+        bars.loc[bars["timestamp"] == pd.Timestamp(drift_day).value // 1_000_000, ["close", "high"]] *= 1.01
+        return bars
+
+    sim = SimExchange(7)
+    ingest_symbols([sid], sim, store, IngestConfig(as_of=AS_OF, start=dt.date(2024, 3, 1)), now=NOW, log=lambda m: None)
+    stored = read_bars(layers.staging_bars / sid.filename)
+    # data.start moves earlier; the head window is asked with an overlap that includes the drift day
+    src = RecordingSource(sim, rewrite=rewrite)
+    src_fetch = src.fetch_bars
+    src.fetch_bars = lambda s, a, b: src_fetch(s, a, max(b, drift_day))
+    ingest_symbols([sid], src, store, IngestConfig(as_of=AS_OF, start=dt.date(2024, 1, 1)), now=NOW, log=lambda m: None)
+    after = read_bars(layers.staging_bars / sid.filename).set_index("timestamp")
+    day_ms = pd.Timestamp(drift_day).value // 1_000_000
+    assert after.loc[day_ms, "close"] == stored.set_index("timestamp").loc[day_ms, "close"]  # never overwritten
+    run_audit(layers, AuditConfig(as_of=AS_OF))
+    entry = read_json(layers.lakehouse / "catalog.json")["symbols"]["SIM:SOLUSDT"]
+    assert entry["drift"] == ["2024-03-05"] and entry["status"] == "degraded"

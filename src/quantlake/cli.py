@@ -319,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--as-of", help="a closed UTC day (default: the last one)")
     s.add_argument("--no-repro", action="store_true", help="only edit params.yaml")
     s.add_argument("--allow-backwards", action="store_true")
-    s.add_argument("stages", nargs="*", default=["audit"], help="stages to reproduce (default: audit and its upstream)")
+    s.add_argument("stages", nargs="*", default=["report"], help="stages to reproduce (default: the Data Cycle up to its report)")
     s.set_defaults(func=cmd_advance)
     return p
 

@@ -6,7 +6,8 @@ Status of a symbol (first that applies):
   contract, or it holds no bar. Listed in the catalog; no file in the lakehouse.
 * ``stale``: the last bar is more than `audit.stale_days` days before `as_of` (halted or
   delisted markets, a source that stopped serving the symbol).
-* ``degraded``: certified, but a gate removed bars or values (`quarantined` > 0), or the series
+* ``degraded``: certified, but a gate removed bars or values (`quarantined` > 0; this includes
+  drift: a bar the source served again with other values, kept as first stored), or the series
   has gaps longer than `data.max_gap_days`, or its quality score is below `audit.min_quality`.
 * ``ok``: everything else.
 
@@ -30,8 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 
-from ..contracts import SCHEMA_VERSION, STATUSES, ContractError, SymbolId, parse_date, validate_catalog, validate_ohlcv
+from ..contracts import SCHEMA_VERSION, STATUSES, ContractError, SymbolId, ms_to_date, parse_date, validate_catalog, validate_ohlcv
 from ..lakehouse import AUDIT, CATALOG, CERTIFIED, Layers, merged_bars, read_repairs, recover_swap, swap_dir_into_place
 from ..storage import atomic_write_bytes, atomic_write_json, bars_to_parquet_bytes, link_or_copy, sha256_bytes, sha256_file
 from ..storage import read_bars as read_bars_file
@@ -138,10 +140,19 @@ def inspect_symbol(layers: Layers, sym: str, entry: dict, repair_entry: dict | N
         "quarantined": int(entry.get("quarantined", 0)) + int((repair_entry or {}).get("quarantined", 0)),
         "repaired_days": 0 if repairs is None else int(len(repairs)),
         "repairs": [{k: g[k] for k in ("from", "to", "status", "filled_days", "missing_days", "last_tried") if k in g} for g in (repair_entry or {}).get("gaps", [])],
-        "drift": list((repair_entry or {}).get("drift", [])),
+        "drift": sorted(set((repair_entry or {}).get("drift", [])) | _ingest_drift_days(layers, sid)),
     }
     found = validate_ohlcv(bars, file=str(staged_path), as_of=cfg.as_of, limit=20)
     return _Inspected(merged, [str(v) for v in found], published)
+
+
+def _ingest_drift_days(layers: Layers, sid: SymbolId) -> set[str]:
+    """Days a later fetch served different values for (kept as stored, quarantined as duplicates)."""
+    path = layers.quarantine / sid.filename
+    if not path.exists():
+        return set()
+    q = pq.read_table(path, columns=["timestamp", "rule"]).to_pandas()
+    return {ms_to_date(int(t)).isoformat() for t in q.loc[q["rule"] == "duplicate_timestamp", "timestamp"]}
 
 
 def build_documents(inspected: dict[str, _Inspected], cfg: AuditConfig, candidates: list[str] | None, repair_log: dict) -> tuple[dict, dict, dict]:
