@@ -1,6 +1,6 @@
 # The daily routine of a quantlake repository. Every target is a thin wrapper over
-# `quantlake` / `dvc` commands that you can also run by hand.
-.PHONY: install test repro flow-data data-repair data-audit bench
+# `quantlake` / `dvc` commands that you can also run by hand (docs/operations.md).
+.PHONY: install test repro flow-data flow-production data-repair data-audit reproduce bench
 
 install:
 	python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[test]'
@@ -12,17 +12,31 @@ test:
 repro:
 	dvc repro
 
-# Move data.as_of to the last closed UTC day and reproduce the Data Cycle.
+# Daily: move data.as_of to the last closed UTC day, run both cycles, publish the version
+# (commit dvc.lock, tag lakehouse/<as_of>, push the data).
 flow-data:
-	quantlake advance
+	quantlake advance --no-repro
+	dvc repro
+	quantlake publish
 
-# Heal the recorded gaps (re-fetches exactly the gap windows), then re-certify.
+# Today's portfolio and the backtest on the current lakehouse (no network).
+flow-production:
+	dvc repro --single-item snapshot returns select synthesize optimize backtest
+	dvc metrics show
+
+# Heal the recorded gaps now (re-fetches exactly the gap windows), then re-certify.
 data-repair:
-	dvc repro repair
+	dvc repro --force --single-item repair
+	dvc repro audit report
 
 # Re-run the gate and its report (they read the staging layers, never the network).
 data-audit:
-	dvc repro report
+	dvc repro --force --single-item audit report
+
+# Reproduce a published backtest in a fresh clone: make reproduce REF=lakehouse/2026-11-20
+REF ?=
+reproduce:
+	quantlake reproduce $(REF)
 
 bench:
-	python benchmarks/bench_optimizers.py
+	for b in benchmarks/bench_*.py; do python "$$b" || exit 1; done

@@ -15,10 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 REAL_DIR = ROOT.parent / "shared" / "data" / "real"
 FREQTRADE_DIR = REAL_DIR / "binance_spot_1d_freqtrade_json"
 
-try:  # the fake exchange's fixtures live in their own module
-    from conftest_exchange import *  # noqa: F401,F403
-except ImportError:  # pragma: no cover - only while that module does not exist yet
-    pass
+from conftest_exchange import *  # noqa: F401,F403  (the fake exchange's fixtures)
+from sshd_fixture import sshd  # noqa: F401  (a real sshd on 127.0.0.1)
 
 
 def real_data_required() -> None:
