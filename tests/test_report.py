@@ -31,7 +31,7 @@ def cycle(tmp_path_factory):
     store = StagingStore(layers.staging_bars, layers.quarantine)
     ingest_symbols([SymbolId.parse(s) for s in SYMS], sim, store, IngestConfig(as_of=AS_OF, start=dt.date(2024, 1, 1)), now=NOW, log=lambda m: None)
     run_repair(layers, sim, {"as_of": AS_OF.isoformat(), "workers": 2}, {}, log=lambda m: None)
-    run_audit(store, layers.lakehouse, AuditConfig(as_of=AS_OF))
+    run_audit(layers, AuditConfig(as_of=AS_OF))
     return layers
 
 
