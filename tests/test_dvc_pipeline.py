@@ -1,63 +1,15 @@
 """The real `dvc` and `git` CLIs on a temporary repository made from this repository's files."""
 
 import json
-import os
-import shutil
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-
-from quantlake.storage import sha256_file
-
-ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ["pyproject.toml", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "configs", "src", ".dvc/config", ".dvc/.gitignore"]
-
-
-def run(cmd, cwd, env, check=True):
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
+from repo_tools import dvc, lake_files, make_project, run
 
 @pytest.fixture
 def repo(tmp_path):
-    dst = tmp_path / "repo"
-    dst.mkdir()
-    for name in PROJECT_FILES:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            (dst / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst / name)
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "QUANTLAKE_NOW": "2026-11-26T12:00:00Z",
-        "GIT_AUTHOR_NAME": "quantlake-test",
-        "GIT_AUTHOR_EMAIL": "test@quantlake.invalid",
-        "GIT_COMMITTER_NAME": "quantlake-test",
-        "GIT_COMMITTER_EMAIL": "test@quantlake.invalid",
-        "DVC_NO_ANALYTICS": "1",
-    }
-    # a shorter history keeps the test fast; everything else is the repository's own params
-    params = dst / "params.yaml"
-    params.write_text(params.read_text().replace("start: '2020-01-01'", "start: '2022-06-01'"))
-    run(["git", "init", "-q", "-b", "main"], dst, env)
-    run(["git", "add", "-A"], dst, env)
-    run(["git", "commit", "-qm", "init"], dst, env)
-    return dst, env
-
-
-def dvc(args, cwd, env, check=True):
-    return run([sys.executable, "-m", "dvc", *args], cwd, env, check)
-
-
-def lake_files(path: Path) -> dict:
-    return {str(p.relative_to(path)): sha256_file(p) for p in sorted(path.rglob("*")) if p.is_file()}
+    # a shorter history keeps the test fast; everything else is the repository's own files
+    return make_project(tmp_path / "repo", start="2022-06-01", limit=None)
 
 
 @pytest.mark.integration
