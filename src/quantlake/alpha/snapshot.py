@@ -55,9 +55,13 @@ class Snapshot:
     def symbols(self) -> list[str]:
         return sorted(entry["symbol"] for entry in self.manifest["files"].values())
 
+    def bar_files(self) -> dict[str, Path]:
+        """Symbol id -> path of its bar file, for every file of the snapshot."""
+        return {e["symbol"]: self.path / "bars" / name for name, e in sorted(self.manifest["files"].items())}
+
     def bars(self) -> dict[str, pd.DataFrame]:
         """Symbol id -> bars, for every file of the snapshot."""
-        return {e["symbol"]: read_bars(self.path / "bars" / name) for name, e in sorted(self.manifest["files"].items())}
+        return {symbol: read_bars(path) for symbol, path in self.bar_files().items()}
 
     def features(self) -> pd.DataFrame | None:
         path = self.path / "features" / FEATURES_FILE
@@ -94,6 +98,22 @@ def check_servable(lakehouse: Path, certified: dict, as_of: dt.date) -> list[str
     return problems
 
 
+def snapshot_features(src: Path, dst: Path, symbols: set[str]) -> dict:
+    """Keep the feature rows of `symbols` in `dst`; returns its manifest entry.
+
+    The audit publishes features for certified symbols only, so the lakehouse file usually
+    holds nothing to drop: then it is linked like the bar files (no second copy of hundreds of
+    MB, and DVC stores one cache object for both). Otherwise the kept rows are written anew.
+    """
+    held = pq.read_table(src, columns=["symbol"]).column("symbol").unique().to_pylist()
+    if set(held) <= symbols:
+        link_or_copy(src, dst)
+        return {"file": f"features/{FEATURES_FILE}", "rows": pq.read_metadata(dst).num_rows, "sha256": sha256_file(dst)}
+    table = pq.read_table(src).to_pandas()
+    keep = table[table["symbol"].isin(sorted(symbols))].reset_index(drop=True)
+    return {"file": f"features/{FEATURES_FILE}", "rows": int(len(keep)), "sha256": atomic_write_frame(dst, keep)}
+
+
 def take_snapshot(lakehouse: Path, out: Path, as_of: dt.date) -> Snapshot:
     lakehouse, out = Path(lakehouse), Path(out)
     cert_path = lakehouse / CERTIFIED
@@ -117,10 +137,8 @@ def take_snapshot(lakehouse: Path, out: Path, as_of: dt.date) -> Snapshot:
         link_or_copy(lakehouse / name, tmp / "bars" / name)
     features = lakehouse / "features" / FEATURES_FILE
     if features.exists():
-        table = pq.read_table(features).to_pandas()
-        keep = table[table["symbol"].isin([f["symbol"] for f in files.values()])].reset_index(drop=True)
         (tmp / "features").mkdir()
-        manifest["features"] = {"file": f"features/{FEATURES_FILE}", "rows": int(len(keep)), "sha256": atomic_write_frame(tmp / "features" / FEATURES_FILE, keep)}
+        manifest["features"] = snapshot_features(features, tmp / "features" / FEATURES_FILE, {f["symbol"] for f in files.values()})
     atomic_write_json(tmp / MANIFEST, manifest)
     if out.exists():
         shutil.rmtree(out)
