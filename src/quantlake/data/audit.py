@@ -281,9 +281,10 @@ def _publish_features(features_dir: Path, tmp: Path, certified: dict) -> dict:
     from .features import LONG_FILE, long_features_to_parquet_bytes, long_table
 
     table = long_table(features_dir, certified["symbols"])
+    positions = table.groupby("symbol", sort=False).indices  # one pass, not one scan per symbol
     problems = {}
     for sym, entry in certified["symbols"].items():
-        rows = table[table["symbol"] == sym]
+        rows = table.iloc[positions.get(sym, [])]
         bars_ts = read_bars_file(tmp / entry["file"])["timestamp"].to_numpy()
         if rows.empty:
             problems[sym] = "no feature rows"

@@ -140,18 +140,23 @@ class StagingStore:
                     n += 1
         return n
 
-    def commit(self, sid: SymbolId, bars: pd.DataFrame, quarantine: pd.DataFrame, entry: dict, state: dict, *, updated_at: str) -> dict:
+    def commit(
+        self, sid: SymbolId, bars: pd.DataFrame, quarantine: pd.DataFrame, entry: dict, state: dict, *, updated_at: str, write_state: bool = True
+    ) -> dict:
         """Write a symbol's files (each only if its bytes changed), then the bookkeeping.
 
         `last_updated` becomes `updated_at` when the bar file changes. Returns the new entry;
-        `state` is updated in place and written atomically.
+        `state` is updated in place and, unless `write_state` is false (the caller then writes
+        it in batches; `load_state` reconciles files committed after the last write), written
+        atomically.
         """
         if bars.empty and quarantine.empty and not self.bars_path(sid).exists():
             # nothing served in the window (e.g. delisted before data.start): record the check only
             entry = {**entry, **bars_summary(bars, self.max_gap_days), "file": None, "sha256": None, "quarantine_sha256": None, "quarantined": 0}
             entry.pop("reconciled", None)
             state["symbols"][str(sid)] = entry
-            self.write_state(state)
+            if write_state:
+                self.write_state(state)
             return entry
         qbytes = quarantine_to_parquet_bytes(quarantine) if len(quarantine) else None
         qpath = self.quarantine_path(sid)
@@ -171,7 +176,8 @@ class StagingStore:
         entry.update({"file": sid.filename, "sha256": sha, "quarantine_sha256": qsha, "quarantined": int(len(quarantine))})
         entry.pop("reconciled", None)
         state["symbols"][str(sid)] = entry
-        self.write_state(state)
+        if write_state:
+            self.write_state(state)
         return entry
 
     def write_state(self, state: dict) -> None:
