@@ -135,3 +135,29 @@ def test_real_binance_daily_returns_match_pct_change():
     assert aave.loc[:first].isna().sum() == len(aave.loc[:first]) - 1  # NaN until the day after listing
     # the 2020-03-12 crash close is kept as a real return
     assert panel.at[pd.Timestamp("2020-03-12"), "BINANCE:BTCUSDT"] < -0.35
+
+
+def test_the_file_reader_gives_the_same_panels_as_the_in_memory_path(tmp_path):
+    """`panels_from_files` (the returns stage's fast path) equals the matrices built from read_bars."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from quantlake.alpha.returns import panels_from_files, returns_matrix, traded_value_matrix
+    from quantlake.contracts import SymbolId
+    from quantlake.sources.sim import SimExchange
+    from quantlake.storage import atomic_write_bars, read_bars
+
+    sim = SimExchange(7)
+    files = {}
+    for sym in ("SIM:BTCUSDT", "SIM:ATOMUSDT", "SIM:WAVESUSDT", "SIM:APEUSDT"):
+        path = tmp_path / SymbolId.parse(sym).filename
+        atomic_write_bars(path, sim.fetch_bars(SymbolId.parse(sym), dt.date(2022, 1, 1), dt.date(2026, 11, 20)))
+        files[sym] = path
+    bars = {s: read_bars(p) for s, p in files.items()}
+    returns, value = panels_from_files(files)
+    pd.testing.assert_frame_equal(returns, returns_matrix(bars), check_exact=True)
+    pd.testing.assert_frame_equal(value, traded_value_matrix(bars), check_exact=True)
+    bad = tmp_path / "SIM_BADUSDT_1d.parquet"
+    pq.write_table(pa.table({"timestamp": [0], "close": [1.0]}), bad)
+    with pytest.raises(Exception, match="SIM_BADUSDT_1d.parquet"):
+        panels_from_files({"SIM:BADUSDT": bad})
