@@ -133,16 +133,21 @@ def test_every_alpha_command_installs_the_guard_first(monkeypatch, capsys, tmp_p
         unblock_network()
 
 
+def run_alpha_stages(snapshot: Path, alpha: Path, backtest: Path) -> None:
+    """Every alpha stage after the snapshot, in dvc.yaml's order."""
+    stages.run_returns(snapshot, alpha, PARAMS)
+    stages.run_select(alpha, snapshot, PARAMS)
+    stages.run_synthesize(alpha, snapshot, PARAMS)
+    stages.run_optimize(alpha, snapshot, PARAMS)
+    stages.run_backtest(alpha, snapshot, backtest, PARAMS)
+
+
 @pytest.fixture(scope="module")
 def alpha_run(sim_lakehouse, tmp_path_factory):
     root = tmp_path_factory.mktemp("alpha")
     snap = take_snapshot(sim_lakehouse / "lakehouse", root / "snapshot", AS_OF)
     alpha = root / "alpha"
-    stages.run_returns(root / "snapshot", alpha, PARAMS)
-    stages.run_select(alpha, root / "snapshot", PARAMS)
-    stages.run_synthesize(alpha, root / "snapshot", PARAMS)
-    stages.run_optimize(alpha, root / "snapshot", PARAMS)
-    stages.run_backtest(alpha, root / "snapshot", root / "backtest", PARAMS)
+    run_alpha_stages(root / "snapshot", alpha, root / "backtest")
     return root, snap
 
 
@@ -189,11 +194,7 @@ def test_every_output_carries_snapshot_and_run_ids_and_metrics_recompute_from_eq
 def test_same_snapshot_and_params_give_byte_identical_outputs(alpha_run, tmp_path):
     root, _ = alpha_run
     alpha = tmp_path / "alpha"
-    stages.run_returns(root / "snapshot", alpha, PARAMS)
-    stages.run_select(alpha, root / "snapshot", PARAMS)
-    stages.run_synthesize(alpha, root / "snapshot", PARAMS)
-    stages.run_optimize(alpha, root / "snapshot", PARAMS)
-    stages.run_backtest(alpha, root / "snapshot", tmp_path / "backtest", PARAMS)
+    run_alpha_stages(root / "snapshot", alpha, tmp_path / "backtest")
     assert _tree(alpha) == _tree(root / "alpha")
     assert _tree(tmp_path / "backtest") == _tree(root / "backtest")
     other = {**PARAMS, "optimization": {**PARAMS["optimization"], "method": "min_variance"}}

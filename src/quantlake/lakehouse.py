@@ -21,7 +21,6 @@ import pandas as pd
 
 from .contracts import OHLCV_COLUMNS, ContractError, SymbolId, coerce_bars
 from .storage import read_bars as read_bar_file
-from .storage import read_json
 
 CATALOG = "catalog.json"
 CERTIFIED = "certified.json"
@@ -51,11 +50,6 @@ class Layers:
     @property
     def lakehouse(self) -> Path:
         return self.root / "lakehouse"
-
-
-def read_golden_bars(lakehouse: Path, sid: SymbolId) -> pd.DataFrame:
-    """Bars of a certified symbol from the Golden Copy."""
-    return read_bar_file(Path(lakehouse) / sid.filename)
 
 
 def merged_bars(staging: pd.DataFrame, repairs: pd.DataFrame | None) -> pd.DataFrame:
@@ -97,10 +91,6 @@ def read_bars(layers: Layers, sid: SymbolId) -> pd.DataFrame:
         raise ContractError(f"{sid}: no staged bar file {path}")
     return merged_bars(read_bar_file(path), read_repairs(layers, sid))
 
-
-
-def read_certified(lakehouse: Path) -> dict:
-    return read_json(Path(lakehouse) / CERTIFIED)
 
 
 def swap_dir_into_place(new: Path, target: Path) -> None:

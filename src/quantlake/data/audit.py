@@ -111,7 +111,6 @@ class AuditResult:
     linked: int = 0
     copied: int = 0
     written: int = 0
-    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
