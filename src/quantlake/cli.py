@@ -315,6 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     ops.register(sub)
 
+    from . import show  # show: one line per symbol of the lakehouse (workspace or --rev)
+
+    show.register(sub)
+
     s = sub.add_parser("advance", help="move data.as_of to the last closed UTC day and reproduce the data stages")
     s.add_argument("--as-of", help="a closed UTC day (default: the last one)")
     s.add_argument("--no-repro", action="store_true", help="only edit params.yaml")

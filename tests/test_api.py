@@ -1,0 +1,385 @@
+"""The Python API (`quantlake.open_lakehouse`) on small lakehouses built here, in both layouts.
+
+Layouts: `file` stores each table as one Parquet file (the seed's); `dir` stores it as a
+directory of fragments under the same name (bars: one per year; features: one per month),
+with a hidden temporary file and a `_` file beside the fragments that a reader must skip.
+The integration tests at the end run the real Data Cycle with git + dvc and read an older
+version by its tag without a checkout, from the cache and from a remote.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from fsspec.implementations.local import LocalFileSystem
+
+import quantlake
+from quantlake.api import Lakehouse, LakehouseError, open_lakehouse
+from quantlake.contracts import DAY_MS, ContractError, SymbolId, date_to_ms
+
+ROOT = Path(__file__).resolve().parents[1]
+AS_OF = dt.date(2026, 1, 20)
+
+# symbol -> (status, first day, last day, missing days)
+SPEC = {
+    "SIM:AAAUSDT": ("ok", dt.date(2025, 12, 1), AS_OF, []),
+    "SIM:BBBUSDT": ("degraded", dt.date(2025, 12, 20), AS_OF, [dt.date(2026, 1, 3)]),
+    "SIM:CCCUSDT": ("stale", dt.date(2025, 11, 25), dt.date(2026, 1, 10), []),
+    "SIM:TOXUSDT": ("toxic", dt.date(2025, 12, 1), AS_OF, []),
+}
+CERTIFIED = ["SIM:AAAUSDT", "SIM:BBBUSDT", "SIM:CCCUSDT"]
+
+
+def make_bars(sym: str) -> pd.DataFrame:
+    _, first, last, missing = SPEC[sym]
+    days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+    days = [d for d in days if d not in missing]
+    seed = sum(map(ord, sym))
+    close = 100.0 + seed % 17 + np.arange(len(days)) * 0.5
+    return pd.DataFrame(
+        {
+            "timestamp": np.array([date_to_ms(d) for d in days], dtype="int64"),
+            "open": close - 0.25,
+            "high": close + 1.0,
+            "low": close - 1.0,
+            "close": close,
+            "volume": 1000.0 + np.arange(len(days)),
+        }
+    )
+
+
+def make_features(symbols) -> pd.DataFrame:
+    frames = []
+    for sym in symbols:
+        ts = make_bars(sym)["timestamp"].to_numpy()
+        n = len(ts)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "timestamp": ts,
+                    "symbol": sym,
+                    "recommend_all": np.linspace(-1, 1, n),
+                    "recommend_ma": np.linspace(1, -1, n),
+                    "rsi_14": np.full(n, 50.0),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True).sort_values(["timestamp", "symbol"]).reset_index(drop=True)
+
+
+def _write(frame: pd.DataFrame, path: Path, layout: str, period: str) -> None:
+    """One file, or a directory of fragments split by `period` ("Y" or "M") of the timestamp."""
+    if layout == "file":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+        return
+    path.mkdir(parents=True)
+    keys = pd.to_datetime(frame["timestamp"], unit="ms").dt.strftime("%Y" if period == "Y" else "%Y-%m")
+    # written newest first, so directory order is not row order
+    for key in sorted(keys.unique(), reverse=True):
+        pq.write_table(pa.Table.from_pandas(frame[keys == key], preserve_index=False), path / f"{key}.parquet")
+    (path / f".{key}.parquet.tmp-123").write_bytes(b"half-written garbage")
+    (path / "_layout.json").write_text("{}")
+
+
+def build_lakehouse(repo: Path, layout: str, universe: pd.DataFrame | None = None) -> Path:
+    lake = repo / "data" / "lakehouse"
+    lake.mkdir(parents=True)
+    symbols = {}
+    for sym, (status, first, last, _) in SPEC.items():
+        sid = SymbolId.parse(sym)
+        bars = make_bars(sym)
+        if status != "toxic":
+            _write(bars, lake / sid.filename, layout, "Y")
+        symbols[sym] = {
+            "file": None if status == "toxic" else sid.filename,
+            "rows": len(bars),
+            "start_date": first.isoformat(),
+            "end_date": last.isoformat(),
+            "gaps": [["2026-01-03", "2026-01-03"]] if sym == "SIM:BBBUSDT" else [],
+            "quarantined": 3 if sym == "SIM:BBBUSDT" else (40 if status == "toxic" else 0),
+            "status": status,
+            "reasons": ["contamination_unisolated"] if status == "toxic" else [],
+        }
+    (lake / "catalog.json").write_text(json.dumps({"schema_version": 1, "as_of": AS_OF.isoformat(), "symbols": symbols}))
+    certified = {s: {"file": symbols[s]["file"], "status": symbols[s]["status"]} for s in CERTIFIED}
+    (lake / "certified.json").write_text(json.dumps({"schema_version": 1, "as_of": AS_OF.isoformat(), "symbols": certified}))
+    _write(make_features(CERTIFIED), lake / "features" / "tv_technicals_1d.parquet", layout, "M")
+    if universe is not None:
+        _write(universe, lake / "universe.parquet", "file", "Y")
+    return lake
+
+
+@pytest.fixture(params=["file", "dir"])
+def repo(request, tmp_path) -> Path:
+    build_lakehouse(tmp_path, request.param)
+    return tmp_path
+
+
+def day(text: str) -> pd.Timestamp:
+    return pd.Timestamp(text)
+
+
+# --------------------------------------------------------------------------- catalog and symbols
+
+
+def test_open_reads_as_of_catalog_and_filters_symbols_by_status(repo):
+    lh = quantlake.open_lakehouse(repo)
+    assert lh.as_of == AS_OF
+    assert set(lh.catalog["symbols"]) == set(SPEC)
+    assert lh.symbols() == sorted(SPEC)
+    assert lh.symbols("ok") == ["SIM:AAAUSDT"]
+    assert lh.symbols(["degraded", "stale"]) == ["SIM:BBBUSDT", "SIM:CCCUSDT"]
+    assert lh.symbols(status="toxic") == ["SIM:TOXUSDT"]
+    assert "as_of 2026-01-20, 4 symbols" in repr(lh)
+    with pytest.raises(LakehouseError, match=r"unknown status \['healthy'\]"):
+        lh.symbols(["ok", "healthy"])
+
+
+def test_a_missing_lakehouse_is_a_clear_error(tmp_path):
+    with pytest.raises(LakehouseError, match=r"no catalog\.json at .*data/lakehouse/catalog\.json .*dvc pull"):
+        open_lakehouse(tmp_path)
+
+
+# --------------------------------------------------------------------------- bars
+
+
+def test_bars_are_the_stored_ohlcv_indexed_by_utc_day(repo):
+    lh = open_lakehouse(repo)
+    for sym in CERTIFIED:
+        bars = lh.bars(sym)
+        src = make_bars(sym)
+        assert list(bars.columns) == ["open", "high", "low", "close", "volume"]
+        assert all(bars[c].dtype == np.float64 for c in bars.columns)
+        assert bars.index.name == "date" and bars.index.dtype == "datetime64[ns]" and bars.index.tz is None
+        assert bars.index.is_monotonic_increasing
+        assert list(bars.index) == list(pd.to_datetime(src["timestamp"], unit="ms"))
+        np.testing.assert_array_equal(bars.to_numpy(), src.drop(columns="timestamp").to_numpy())
+
+
+def test_bars_start_and_end_are_inclusive_utc_days(repo):
+    bars = open_lakehouse(repo).bars("SIM:AAAUSDT", start="2025-12-31", end=dt.date(2026, 1, 2))
+    assert list(bars.index) == [day("2025-12-31"), day("2026-01-01"), day("2026-01-02")]
+    with pytest.raises(LakehouseError, match="before start"):
+        open_lakehouse(repo).bars("SIM:AAAUSDT", start="2026-01-02", end="2026-01-01")
+
+
+def test_bars_of_a_toxic_unknown_or_malformed_symbol_are_clear_errors(repo):
+    lh = open_lakehouse(repo)
+    with pytest.raises(LakehouseError, match=r"SIM:TOXUSDT is toxic .*no bars .*contamination_unisolated"):
+        lh.bars("SIM:TOXUSDT")
+    with pytest.raises(LakehouseError, match=r"SIM:ZZZUSDT is not in the catalog .*as_of 2026-01-20"):
+        lh.bars("SIM:ZZZUSDT")
+    with pytest.raises(ContractError, match=r"invalid symbol id 'btc/usdt'"):
+        lh.bars("btc/usdt")
+
+
+def test_a_missing_bar_file_names_the_symbol_and_the_path(repo):
+    lake = repo / "data" / "lakehouse"
+    target = lake / SymbolId.parse("SIM:CCCUSDT").filename
+    os.rename(target, lake / "moved")
+    with pytest.raises(LakehouseError, match=r"bars of SIM:CCCUSDT is missing .*SIM_CCCUSDT_1d\.parquet"):
+        open_lakehouse(repo).bars("SIM:CCCUSDT")
+
+
+def test_fragments_of_a_directory_are_read_whatever_their_names_order(tmp_path):
+    """A fragment holding older days that sorts after a newer one still gives sorted bars."""
+    build_lakehouse(tmp_path, "dir")
+    folder = tmp_path / "data" / "lakehouse" / "SIM_AAAUSDT_1d.parquet"
+    os.rename(folder / "2025.parquet", folder / "zz-old.parquet")
+    bars = open_lakehouse(tmp_path).bars("SIM:AAAUSDT")
+    assert bars.index.is_monotonic_increasing and len(bars) == len(make_bars("SIM:AAAUSDT"))
+
+
+# --------------------------------------------------------------------------- closes
+
+
+def expected_closes(symbols) -> pd.DataFrame:
+    """An independent construction: outer join of each symbol's close series."""
+    series = {s: make_bars(s).set_index(pd.to_datetime(make_bars(s)["timestamp"], unit="ms"))["close"] for s in symbols}
+    frame = pd.concat(series, axis=1, sort=True)
+    frame.index = frame.index.as_unit("ns").rename("date")
+    return frame
+
+
+def test_closes_default_to_the_certified_symbols_with_nan_where_a_symbol_did_not_trade(repo):
+    closes = open_lakehouse(repo).closes()
+    assert list(closes.columns) == CERTIFIED  # never the toxic one
+    pd.testing.assert_frame_equal(closes, expected_closes(CERTIFIED), check_freq=False, check_column_type=False)
+    assert np.isnan(closes.loc[day("2026-01-03"), "SIM:BBBUSDT"])  # the missing day
+    assert closes.loc[day("2026-01-02"), "SIM:BBBUSDT"] > 0
+    assert closes.loc[day("2026-01-11"):, "SIM:CCCUSDT"].isna().all()  # after its last bar
+    assert closes.loc[:day("2025-12-19"), "SIM:BBBUSDT"].isna().all()  # before its first bar
+    assert closes.index[0] == day("2025-11-25") and closes.index[-1] == day("2026-01-20")
+
+
+def test_closes_of_chosen_symbols_between_two_days(repo):
+    closes = open_lakehouse(repo).closes(["SIM:CCCUSDT", "SIM:AAAUSDT"], start="2026-01-09", end="2026-01-12")
+    assert list(closes.columns) == ["SIM:AAAUSDT", "SIM:CCCUSDT"]
+    assert list(closes.index) == [day(f"2026-01-{d:02d}") for d in (9, 10, 11, 12)]
+    pd.testing.assert_frame_equal(
+        closes, expected_closes(["SIM:AAAUSDT", "SIM:CCCUSDT"]).loc["2026-01-09":"2026-01-12"], check_freq=False, check_column_type=False
+    )
+    with pytest.raises(LakehouseError, match="SIM:TOXUSDT is toxic"):
+        open_lakehouse(repo).closes(["SIM:AAAUSDT", "SIM:TOXUSDT"])
+
+
+def test_both_layouts_read_identically(tmp_path):
+    a, b = build_lakehouse(tmp_path / "a", "file"), build_lakehouse(tmp_path / "b", "dir")
+    assert (a / "SIM_AAAUSDT_1d.parquet").is_file() and (b / "SIM_AAAUSDT_1d.parquet").is_dir()
+    la, lb = open_lakehouse(tmp_path / "a"), open_lakehouse(tmp_path / "b")
+    pd.testing.assert_frame_equal(la.closes(), lb.closes())
+    pd.testing.assert_frame_equal(la.bars("SIM:BBBUSDT"), lb.bars("SIM:BBBUSDT"))
+    pd.testing.assert_frame_equal(la.features(), lb.features())
+
+
+# --------------------------------------------------------------------------- features
+
+
+def test_features_read_the_columns_symbols_and_days_asked(repo):
+    lh = open_lakehouse(repo)
+    full = lh.features()
+    assert list(full.columns) == ["recommend_all", "recommend_ma", "rsi_14"]
+    assert full.index.names == ["date", "symbol"] and full.index.is_monotonic_increasing
+    assert len(full) == sum(len(make_bars(s)) for s in CERTIFIED)
+
+    part = lh.features(["recommend_all"], symbols="SIM:BBBUSDT", start="2026-01-01", end="2026-01-05")
+    assert list(part.columns) == ["recommend_all"]
+    assert set(part.index.get_level_values("symbol")) == {"SIM:BBBUSDT"}
+    assert list(part.index.get_level_values("date")) == [day(f"2026-01-{d:02d}") for d in (1, 2, 4, 5)]
+    pd.testing.assert_frame_equal(part, full.loc[part.index, ["recommend_all"]])
+    wide = lh.features("recommend_all", start="2026-01-19")["recommend_all"].unstack("symbol")
+    assert list(wide.columns) == ["SIM:AAAUSDT", "SIM:BBBUSDT"] and len(wide) == 2  # CCC stopped on 2026-01-10
+
+    with pytest.raises(LakehouseError, match=r"feature column\(s\) \['rsi'\] not in tv_technicals_1d\.parquet \(available: recommend_all, recommend_ma, rsi_14\)"):
+        lh.features(["rsi"])
+
+
+class CountingFS(LocalFileSystem):
+    """A local fsspec filesystem that counts the bytes a reader asks for."""
+
+    cachable = False
+
+    def __init__(self):
+        super().__init__()
+        self.bytes_read = 0
+
+    def _open(self, path, mode="rb", **kwargs):
+        f = super()._open(path, mode, **kwargs)
+        inner = f.read
+
+        def read(*args):
+            data = inner(*args)
+            self.bytes_read += len(data)
+            return data
+
+        f.read = read
+        return f
+
+
+def test_features_read_only_the_projected_columns_and_the_row_groups_of_the_days_asked(tmp_path):
+    lake = tmp_path / "data" / "lakehouse"
+    build_lakehouse(tmp_path, "dir")
+    # A wide table: a large column nobody asks for, one fragment per month, several row groups
+    # per fragment. Fragments are large next to the 64 KiB pyarrow reads to find a footer.
+    frame = make_features(CERTIFIED)
+    frame = pd.concat([frame.assign(symbol=frame["symbol"] + str(i)) for i in range(1500)], ignore_index=True)
+    frame = frame.sort_values(["timestamp", "symbol"], kind="stable")
+    frame["wide"] = np.random.default_rng(0).standard_normal(len(frame))
+    folder = lake / "features" / "tv_technicals_1d.parquet"
+    for p in folder.iterdir():
+        p.unlink()
+    keys = pd.to_datetime(frame["timestamp"], unit="ms").dt.strftime("%Y-%m")
+    for key in sorted(keys.unique()):
+        pq.write_table(pa.Table.from_pandas(frame[keys == key], preserve_index=False), folder / f"{key}.parquet", row_group_size=15000)
+
+    def read(**kwargs) -> tuple[pd.DataFrame, int]:
+        fs = CountingFS()
+        out = Lakehouse(str(lake), filesystem=fs).features(**kwargs)
+        return out, fs.bytes_read
+
+    everything, n_all = read()
+    stored = sum(p.stat().st_size for p in folder.iterdir())
+    assert n_all >= 0.9 * stored  # the counter sees the reads
+    one_col, n_col = read(columns=["recommend_all"])
+    assert list(one_col.columns) == ["recommend_all"] and len(one_col) == len(everything)
+    one_month, n_month = read(columns=["recommend_all"], start="2026-01-15", end="2026-01-20")
+    assert set(one_month.index.get_level_values("date").month) == {1}
+    assert n_col < 0.5 * n_all, (n_col, n_all)
+    assert n_month < 0.5 * n_col, (n_month, n_col)
+
+
+# --------------------------------------------------------------------------- universe
+
+
+def test_universe_reads_membership_intervals_with_both_ends_included(tmp_path):
+    universe = pd.DataFrame(
+        {
+            "symbol": ["SIM:AAAUSDT", "SIM:BBBUSDT", "SIM:CCCUSDT", "SIM:AAAUSDT"],
+            "scanner": ["usdt_liquid", "usdt_liquid", "usdt_inactive", "usdt_liquid"],
+            "start": ["2025-12-01", "2026-01-05", "2025-11-25", "2026-01-15"],
+            "end": ["2026-01-09", None, "2026-01-10", None],
+        }
+    )
+    build_lakehouse(tmp_path, "file", universe=universe)
+    lh = open_lakehouse(tmp_path)
+    assert lh.universe("2025-11-24") == []
+    assert lh.universe("2026-01-04") == ["SIM:AAAUSDT", "SIM:CCCUSDT"]
+    assert lh.universe(dt.date(2026, 1, 5)) == ["SIM:AAAUSDT", "SIM:BBBUSDT", "SIM:CCCUSDT"]
+    assert lh.universe("2026-01-09") == ["SIM:AAAUSDT", "SIM:BBBUSDT", "SIM:CCCUSDT"]
+    assert lh.universe("2026-01-10") == ["SIM:BBBUSDT", "SIM:CCCUSDT"]  # AAA left after the 9th
+    assert lh.universe("2026-01-11") == ["SIM:BBBUSDT"]
+    assert lh.universe("2026-01-15") == ["SIM:AAAUSDT", "SIM:BBBUSDT"]  # AAA is back, open-ended
+    assert lh.universe("2026-01-10", scanner="usdt_inactive") == ["SIM:CCCUSDT"]
+
+
+def test_universe_accepts_typed_dates_ms_and_daily_rows(tmp_path):
+    ms = pd.DataFrame({"symbol": ["SIM:AAAUSDT"], "scanner": ["s"], "from": [date_to_ms(dt.date(2026, 1, 2))], "to": [date_to_ms(dt.date(2026, 1, 3))]})
+    build_lakehouse(tmp_path / "ms", "file", universe=ms)
+    assert [open_lakehouse(tmp_path / "ms").universe(f"2026-01-0{d}") for d in (1, 2, 3, 4)] == [[], ["SIM:AAAUSDT"], ["SIM:AAAUSDT"], []]
+    typed = pd.DataFrame({"symbol": ["SIM:AAAUSDT"], "scanner": ["s"], "start": [dt.date(2026, 1, 2)], "end": [pd.NaT]})
+    build_lakehouse(tmp_path / "typed", "file", universe=typed)
+    assert open_lakehouse(tmp_path / "typed").universe("2026-01-01") == []
+    assert open_lakehouse(tmp_path / "typed").universe("2030-01-01") == ["SIM:AAAUSDT"]
+    daily = pd.DataFrame({"date": ["2026-01-02", "2026-01-02", "2026-01-03"], "symbol": ["SIM:BBBUSDT", "SIM:AAAUSDT", "SIM:AAAUSDT"]})
+    build_lakehouse(tmp_path / "daily", "file", universe=daily)
+    assert open_lakehouse(tmp_path / "daily").universe("2026-01-02") == ["SIM:AAAUSDT", "SIM:BBBUSDT"]
+
+
+def test_universe_without_the_file_or_with_unknown_columns_is_a_clear_error(tmp_path):
+    build_lakehouse(tmp_path / "none", "file")
+    with pytest.raises(LakehouseError, match=r"the point-in-time universe is missing \(.*universe\.parquet\)"):
+        open_lakehouse(tmp_path / "none").universe("2026-01-01")
+    build_lakehouse(tmp_path / "bad", "file", universe=pd.DataFrame({"symbol": ["SIM:AAAUSDT"], "since": ["2026-01-01"]}))
+    with pytest.raises(LakehouseError, match=r"columns \['since', 'symbol'\]; expected symbol, start, end"):
+        open_lakehouse(tmp_path / "bad").universe("2026-01-01")
+
+
+# --------------------------------------------------------------------------- import cost
+
+
+def test_importing_quantlake_and_its_api_loads_no_heavy_dependency():
+    code = (
+        "import sys, quantlake\n"
+        "light = [m for m in ('pandas', 'pyarrow') if m in sys.modules]\n"
+        "quantlake.open_lakehouse\n"
+        "from quantlake import Lakehouse\n"
+        "heavy = [m for m in ('sklearn', 'scipy', 'matplotlib', 'dvc') if m in sys.modules]\n"
+        "print(light, heavy, 'pandas' in sys.modules)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.strip() == "[] [] True"
+    with pytest.raises(AttributeError, match="no attribute 'open_lakehose'"):
+        quantlake.open_lakehose  # noqa: B018
