@@ -383,3 +383,119 @@ def test_importing_quantlake_and_its_api_loads_no_heavy_dependency():
     assert out.strip() == "[] [] True"
     with pytest.raises(AttributeError, match="no attribute 'open_lakehose'"):
         quantlake.open_lakehose  # noqa: B018
+
+
+# --------------------------------------------------------------------------- integration: real git + dvc
+
+FIRST, SECOND = "2026-11-20", "2026-11-21"
+TAG = f"lakehouse/{FIRST}"
+
+
+@pytest.fixture(scope="module")
+def versions(tmp_path_factory):
+    """A repository with two lakehouse versions (the Data Cycle on the sim): FIRST tagged, SECOND at HEAD.
+
+    Both were pushed to the project's default remote (`../../quantlake-storage` from `.dvc/`).
+    Returns (repo, env, the first version's closes and catalog read from its work tree).
+    """
+    from repo_tools import dvc, git, make_project, quantlake as ql
+
+    base = tmp_path_factory.mktemp("api")
+    repo, env = make_project(base / "repo", start="2025-09-01", limit=8)
+    dvc(["repro", "audit"], repo, env)
+    git(["add", "-A"], repo, env)
+    git(["commit", "-qm", f"lakehouse {FIRST}"], repo, env)
+    git(["tag", "-a", TAG, "-m", TAG], repo, env)
+    dvc(["push", "-q"], repo, env)
+    first = open_lakehouse(repo)
+    assert first.as_of == dt.date.fromisoformat(FIRST)
+    first_closes, first_catalog = first.closes(), first.catalog
+    ql(["advance", "--as-of", SECOND, "--no-repro"], repo, env)
+    dvc(["repro", "audit"], repo, env)
+    git(["add", "-A"], repo, env)
+    git(["commit", "-qm", f"lakehouse {SECOND}"], repo, env)
+    dvc(["push", "-q"], repo, env)
+    return repo, env, first_closes, first_catalog
+
+
+def _worktree_state(repo: Path, env: dict) -> tuple[str, dict]:
+    from repo_tools import git, lake_files
+
+    return git(["status", "--porcelain"], repo, env).stdout, lake_files(repo / "data" / "lakehouse")
+
+
+@pytest.mark.integration
+def test_a_tagged_version_reads_its_own_closes_without_a_checkout(versions):
+    repo, env, first_closes, first_catalog = versions
+    before = _worktree_state(repo, env)
+    assert before[0] == ""
+
+    old = open_lakehouse(repo, rev=TAG)
+    assert old.as_of == dt.date.fromisoformat(FIRST) and old.catalog == first_catalog
+    closes = old.closes()
+    pd.testing.assert_frame_equal(closes, first_closes)
+    assert closes.index[-1] == day(FIRST) and closes.shape[1] >= 5
+    sym = "SIM:BTCUSDT"
+    pd.testing.assert_series_equal(old.bars(sym)["close"], first_closes[sym].dropna(), check_names=False)
+    ratings = old.features(["recommend_all"], symbols=[sym], start="2026-11-01")
+    assert ratings.index.get_level_values("date")[-1] == day(FIRST) and len(ratings) == 20
+
+    now = open_lakehouse(repo)
+    assert now.as_of == dt.date.fromisoformat(SECOND) and now.closes().index[-1] == day(SECOND)
+    head = open_lakehouse(repo, rev="HEAD").closes()
+    certified = json.loads((repo / "data" / "lakehouse" / "certified.json").read_text())["symbols"]
+    assert list(head.columns) == sorted(certified)  # HEAD's closes are the certified universe
+    pd.testing.assert_frame_equal(head, now.closes())
+    assert _worktree_state(repo, env) == before  # nothing was checked out or written
+
+    with pytest.raises(LakehouseError, match=r"cannot open revision 'no-such-tag'"):
+        open_lakehouse(repo, rev="no-such-tag")
+    with pytest.raises(LakehouseError, match=r"repo@HEAD~2: no catalog\.json at /data/lakehouse/catalog\.json \(a revision before the first"):
+        open_lakehouse(repo, rev="HEAD~2")  # the project's first commit, before any repro
+
+
+@pytest.mark.integration
+def test_a_fresh_clone_reads_a_version_from_the_remote_without_a_pull(versions):
+    from repo_tools import git
+
+    repo, env, first_closes, _ = versions
+    clone = repo.parent / "clone"  # beside the repo: the default remote resolves to the same folder
+    git(["clone", "-q", str(repo), str(clone)], repo.parent, env)
+    assert not (clone / ".dvc" / "cache").exists()
+    with pytest.raises(LakehouseError, match=r"no catalog\.json .*dvc pull"):
+        open_lakehouse(clone)
+    pd.testing.assert_frame_equal(open_lakehouse(clone, rev=TAG).closes(), first_closes)
+    assert not (clone / "data" / "lakehouse").exists()
+
+
+@pytest.mark.integration
+def test_quantlake_show_lists_a_revision(versions):
+    from repo_tools import quantlake as ql
+
+    repo, env, _, first_catalog = versions
+    out = ql(["show", "--rev", TAG], repo, env).stdout
+    lines = out.strip().split("\n")
+    assert lines[-1].startswith(f"lakehouse {TAG}: as_of {FIRST}, {len(first_catalog['symbols'])} of ")
+    rows = {line.split()[0]: line.split() for line in lines[1:-1]}
+    assert list(rows) == sorted(first_catalog["symbols"])
+    for sym, e in first_catalog["symbols"].items():
+        assert rows[sym][1:6] == [e["status"], e["start_date"], e["end_date"], str(e["rows"]), str(e["quarantined"])]
+    assert f"as_of {SECOND}" in ql(["show"], repo, env).stdout
+
+
+def documented_example() -> str:
+    text = (ROOT / "docs" / "python_api.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) == 1, "docs/python_api.md must hold exactly one python example"
+    return blocks[0]
+
+
+@pytest.mark.integration
+def test_the_documented_example_runs(versions):
+    from repo_tools import run
+
+    repo, env, _, _ = versions
+    proc = run([sys.executable, "-c", documented_example()], repo, {**env, "PYTHONPATH": str(ROOT / "src")})
+    last = proc.stdout.strip().split("\n")[-1]
+    assert last == f"{FIRST} {FIRST}", proc.stdout
+    assert f"as_of {SECOND}" in proc.stdout

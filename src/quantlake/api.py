@@ -66,12 +66,10 @@ def open_lakehouse(repo: str | os.PathLike = ".", rev: str | None = None) -> "La
     where = os.fspath(repo)
     try:
         fs = DVCFileSystem(repo=where, rev=rev).fs  # the fsspec filesystem pyarrow reads through
-        fs.info("/" + relative)
+        fs.info("/")  # resolves the revision now
     except DvcException as exc:
         raise LakehouseError(f"cannot open revision {rev!r} of {where}: {exc}") from exc
-    except FileNotFoundError as exc:
-        raise LakehouseError(f"revision {rev!r} of {where} has no {relative}/ (not a quantlake version?)") from exc
-    return Lakehouse("/" + relative, filesystem=fs, label=f"{where}@{rev}")
+    return Lakehouse("/" + relative, filesystem=fs, label=f"{where}@{rev}", hint="(a revision before the first lakehouse version?)")
 
 
 class Lakehouse:
@@ -81,7 +79,9 @@ class Lakehouse:
     the local disk).
     """
 
-    def __init__(self, root: str, *, filesystem: Any = None, label: str | None = None) -> None:
+    def __init__(
+        self, root: str, *, filesystem: Any = None, label: str | None = None, hint: str = "(run the Data Cycle, `dvc pull`, or pass rev=)"
+    ) -> None:
         if filesystem is None:
             filesystem = pafs.LocalFileSystem()
         elif not isinstance(filesystem, pafs.FileSystem):
@@ -89,6 +89,7 @@ class Lakehouse:
         self.root = root.rstrip("/") or "/"
         self.fs: pafs.FileSystem = filesystem
         self.label = label or self.root
+        self._hint = hint  # said when the catalog is missing
         self.catalog  # fail now, not at the first question, when there is no lakehouse
 
     def __repr__(self) -> str:
@@ -105,9 +106,7 @@ class Lakehouse:
             with self.fs.open_input_stream(path) as fh:
                 return json.loads(fh.read())
         except FileNotFoundError as exc:
-            raise LakehouseError(
-                f"{self.label}: no {name} at {path} (run the Data Cycle, `dvc pull`, or pass rev=)"
-            ) from exc
+            raise LakehouseError(f"{self.label}: no {name} at {path} {self._hint}") from exc
         except ValueError as exc:
             raise LakehouseError(f"{self.label}: {path} is not valid JSON: {exc}") from exc
 
