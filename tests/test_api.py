@@ -202,6 +202,46 @@ def test_fragments_of_a_directory_are_read_whatever_their_names_order(tmp_path):
     assert bars.index.is_monotonic_increasing and len(bars) == len(make_bars("SIM:AAAUSDT"))
 
 
+def test_row_groups_outside_the_days_asked_are_skipped_on_both_sides_of_each_boundary(tmp_path):
+    from quantlake.api import _row_groups
+
+    bars = make_bars("SIM:AAAUSDT")  # 51 days from 2025-12-01
+    path = tmp_path / "bars.parquet"
+    pq.write_table(pa.Table.from_pandas(bars, preserve_index=False), path, row_group_size=10)
+    meta = pq.ParquetFile(path).metadata
+    ts = bars["timestamp"].to_numpy()
+    assert _row_groups(meta, (None, None)) == [0, 1, 2, 3, 4, 5]
+    assert _row_groups(meta, (int(ts[9]), None)) == [0, 1, 2, 3, 4, 5]  # lo at group 0's last day
+    assert _row_groups(meta, (int(ts[9]) + 1, None)) == [1, 2, 3, 4, 5]  # lo just after it
+    assert _row_groups(meta, (None, int(ts[10]))) == [0]  # hi (exclusive) at group 1's first day
+    assert _row_groups(meta, (None, int(ts[10]) + 1)) == [0, 1]
+    assert _row_groups(meta, (int(ts[50]) + 1, None)) == []
+
+
+def test_bars_between_two_days_from_many_row_groups_are_exact(tmp_path):
+    lake = build_lakehouse(tmp_path, "file")
+    src = make_bars("SIM:AAAUSDT")
+    pq.write_table(pa.Table.from_pandas(src, preserve_index=False), lake / "SIM_AAAUSDT_1d.parquet", row_group_size=7)
+    lh = open_lakehouse(tmp_path)
+    index = pd.to_datetime(src["timestamp"], unit="ms")
+    for start, end in [("2025-12-07", "2025-12-08"), ("2025-12-01", "2026-01-20"), ("2025-11-01", "2025-12-03"), ("2026-01-20", None), (None, "2025-11-30")]:
+        got = lh.bars("SIM:AAAUSDT", start=start, end=end)
+        keep = (index >= (start or "1970-01-01")) & (index <= (end or "2100-01-01"))
+        assert list(got.index) == list(index[keep]), (start, end)
+        np.testing.assert_array_equal(got["close"].to_numpy(), src.loc[keep.to_numpy(), "close"].to_numpy())
+
+
+def test_a_day_stored_in_two_fragments_is_an_error_naming_it(tmp_path):
+    lake = build_lakehouse(tmp_path, "dir")
+    folder = lake / "SIM_AAAUSDT_1d.parquet"
+    again = make_bars("SIM:AAAUSDT").iloc[[40]]  # 2026-01-10, already in 2026.parquet
+    pq.write_table(pa.Table.from_pandas(again, preserve_index=False), folder / "extra.parquet")
+    lh = open_lakehouse(tmp_path)
+    with pytest.raises(LakehouseError, match=r"bars of SIM:AAAUSDT: day 2026-01-10 is stored twice in .*SIM_AAAUSDT_1d\.parquet"):
+        lh.bars("SIM:AAAUSDT")
+    assert len(lh.bars("SIM:AAAUSDT", end="2026-01-09")) == 40  # the days before it still read
+
+
 # --------------------------------------------------------------------------- closes
 
 

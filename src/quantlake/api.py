@@ -33,6 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from .contracts import DAY_MS, OHLCV_COLUMNS, OHLCV_SCHEMA, STATUSES, QuantlakeError, SymbolId, date_to_ms, parse_date
 from .lakehouse import CATALOG, CERTIFIED, Layers
@@ -138,9 +139,8 @@ class Lakehouse:
     def bars(self, symbol: str, start: Any = None, end: Any = None) -> pd.DataFrame:
         """A symbol's OHLCV bars (float columns), indexed by UTC day (`date`), from `start` to `end`."""
         sym = self._entry_symbol(symbol)
-        table = self._read(self._bar_path(sym), list(OHLCV_COLUMNS), _date_filter(start, end), what=f"bars of {sym}")
-        frame = _cast(table, OHLCV_SCHEMA).to_pandas()
-        frame = _sorted(frame, ["timestamp"])
+        table = self._read_bars(self._bar_path(sym), list(OHLCV_COLUMNS), _day_range(start, end), what=f"bars of {sym}")
+        frame = table.to_pandas()
         frame.index = _days(frame.pop("timestamp"))
         return frame
 
@@ -149,13 +149,11 @@ class Lakehouse:
         from .alpha.returns import close_matrix
 
         names = sorted(self.certified.get("symbols") or {}) if symbols is None else [self._entry_symbol(s) for s in _as_list(symbols)]
-        flt = _date_filter(start, end)
+        days = _day_range(start, end)
         columns = {}
         for sym in names:
-            table = _cast(self._read(self._bar_path(sym), ["timestamp", "close"], flt, what=f"bars of {sym}"), OHLCV_SCHEMA)
-            ts = table.column("timestamp").to_numpy()
-            order = np.argsort(ts, kind="stable")
-            columns[sym] = {"timestamp": ts[order], "close": table.column("close").to_numpy()[order]}
+            table = self._read_bars(self._bar_path(sym), ["timestamp", "close"], days, what=f"bars of {sym}")
+            columns[sym] = {"timestamp": table.column("timestamp").to_numpy(), "close": table.column("close").to_numpy()}
         return close_matrix(columns)
 
     def features(
@@ -181,7 +179,7 @@ class Lakehouse:
             by_symbol = ds.field("symbol").isin(names)
             flt = by_symbol if flt is None else flt & by_symbol
         frame = dataset.to_table(columns=["timestamp", "symbol", *wanted], filter=flt).to_pandas()
-        frame = _sorted(frame, ["timestamp", "symbol"])
+        frame = frame.sort_values(["timestamp", "symbol"], kind="stable").reset_index(drop=True)  # fragments come in any order
         frame.insert(0, "date", _days(frame.pop("timestamp")))
         return frame.set_index(["date", "symbol"])
 
@@ -222,37 +220,65 @@ class Lakehouse:
 
     def _bar_path(self, sym: str) -> str:
         entry = self.catalog["symbols"][sym]
-        if entry.get("status") == "toxic" or not entry.get("file"):
+        if entry.get("status") == "toxic" or ("file" in entry and entry["file"] is None):
             reasons = "; ".join(entry.get("reasons") or []) or "no reason recorded"
             raise LakehouseError(f"{sym} is {entry.get('status')} in {self.label}: the lakehouse holds no bars for it ({reasons})")
-        return self._path(entry["file"])
+        return self._path(SymbolId.parse(sym).filename)  # the contract's name, never a path from a document
 
-    def _dataset(self, path: str, *, what: str) -> ds.Dataset:
-        """A file, or a directory of `.parquet` fragments (hidden and `_` files skipped), as one dataset."""
+    def _files(self, path: str, *, what: str) -> list[str]:
+        """A file, or the `.parquet` fragments of a directory (hidden and `_` files skipped)."""
         info = self.fs.get_file_info(path)
         if info.type == pafs.FileType.NotFound:
             raise LakehouseError(f"{self.label}: {what} is missing ({path})")
-        if info.type == pafs.FileType.Directory:
-            found = self.fs.get_file_info(pafs.FileSelector(path))
-            files = sorted(
-                f.path for f in found
-                if f.type == pafs.FileType.File and f.base_name.endswith(".parquet") and not f.base_name.startswith((".", "_"))
-            )
-            if not files:
-                raise LakehouseError(f"{self.label}: {what}: directory {path} holds no .parquet fragment")
-        else:
-            files = [path]
+        if info.type != pafs.FileType.Directory:
+            return [path]
+        found = self.fs.get_file_info(pafs.FileSelector(path))
+        files = sorted(
+            f.path for f in found
+            if f.type == pafs.FileType.File and f.base_name.endswith(".parquet") and not f.base_name.startswith((".", "_"))
+        )
+        if not files:
+            raise LakehouseError(f"{self.label}: {what}: directory {path} holds no .parquet fragment")
+        return files
+
+    def _dataset(self, path: str, *, what: str) -> ds.Dataset:
         try:
-            return ds.dataset(files, format="parquet", filesystem=self.fs)
+            return ds.dataset(self._files(path, what=what), format="parquet", filesystem=self.fs)
         except (pa.ArrowInvalid, OSError) as exc:
             raise LakehouseError(f"{self.label}: {what}: cannot read {path}: {exc}") from exc
 
-    def _read(self, path: str, columns: list[str], flt: ds.Expression | None, *, what: str) -> pa.Table:
-        dataset = self._dataset(path, what=what)
-        missing = [c for c in columns if c not in dataset.schema.names]
-        if missing:
-            raise LakehouseError(f"{self.label}: {what}: {path} has no column(s) {missing}")
-        return dataset.to_table(columns=columns, filter=flt)
+    def _read_bars(self, path: str, columns: list[str], days: tuple[int | None, int | None], *, what: str) -> pa.Table:
+        """`columns` of a bar table for the ms range `days` = [lo, hi), as the contract's types.
+
+        Each fragment is read with `ParquetFile` (the dataset layer costs more than the read on
+        small files), skipping the row groups whose `timestamp` statistics lie outside `days`.
+        """
+        tables = []
+        for file in self._files(path, what=what):
+            with self.fs.open_input_file(file) as fh:
+                parquet = pq.ParquetFile(fh)
+                missing = [c for c in columns if c not in parquet.schema_arrow.names]
+                if missing:
+                    raise LakehouseError(f"{self.label}: {what}: {file} has no column(s) {missing}")
+                groups = _row_groups(parquet.metadata, days)
+                if groups:
+                    tables.append(_cast(parquet.read_row_groups(groups, columns=columns, use_threads=False), OHLCV_SCHEMA))
+        if not tables:
+            return OHLCV_SCHEMA.empty_table().select(columns)
+        table = pa.concat_tables(tables)
+        ts = table.column("timestamp").to_numpy()
+        lo, hi = days
+        keep = np.ones(len(ts), dtype=bool)
+        if lo is not None:
+            keep &= ts >= lo
+        if hi is not None:
+            keep &= ts < hi
+        order = np.flatnonzero(keep)
+        order = order[np.argsort(ts[order], kind="stable")]  # fragments may come in any order
+        ts = ts[order]
+        if ts.size > 1 and np.any(np.diff(ts) == 0):
+            raise LakehouseError(f"{self.label}: {what}: day {pd.Timestamp(int(ts[np.argmax(np.diff(ts) == 0)]), unit='ms').date()} is stored twice in {path}")
+        return table.take(pa.array(order))
 
 
 # --------------------------------------------------------------------------- helpers (pure)
@@ -273,27 +299,39 @@ def status_set(status: str | Iterable[str] | None) -> set[str] | None:
     return wanted
 
 
-def _date_filter(start: Any, end: Any) -> ds.Expression | None:
-    """A pyarrow filter on `timestamp` (ms) for the UTC days start..end, both included."""
-    flt = None
-    if start is not None:
-        flt = ds.field("timestamp") >= date_to_ms(parse_date(start, field="start"))
-    if end is not None:
-        last = ds.field("timestamp") < date_to_ms(parse_date(end, field="end")) + DAY_MS
-        flt = last if flt is None else flt & last
-    if start is not None and end is not None and parse_date(end, field="end") < parse_date(start, field="start"):
+def _day_range(start: Any, end: Any) -> tuple[int | None, int | None]:
+    """The UTC days start..end (both included) as a half-open ms range [lo, hi); None is open."""
+    lo = None if start is None else date_to_ms(parse_date(start, field="start"))
+    hi = None if end is None else date_to_ms(parse_date(end, field="end")) + DAY_MS
+    if lo is not None and hi is not None and hi <= lo:
         raise LakehouseError(f"end {end} is before start {start}")
-    return flt
+    return lo, hi
+
+
+def _date_filter(start: Any, end: Any) -> ds.Expression | None:
+    """The same range as a pyarrow filter on `timestamp`."""
+    lo, hi = _day_range(start, end)
+    terms = ([ds.field("timestamp") >= lo] if lo is not None else []) + ([ds.field("timestamp") < hi] if hi is not None else [])
+    return functools.reduce(lambda a, b: a & b, terms) if terms else None
+
+
+def _row_groups(meta: pq.FileMetaData, days: tuple[int | None, int | None]) -> list[int]:
+    """Row groups whose `timestamp` range meets [lo, hi) (all of them when there are no statistics)."""
+    lo, hi = days
+    index = meta.schema.to_arrow_schema().get_field_index("timestamp")
+    groups = []
+    for i in range(meta.num_row_groups):
+        stats = meta.row_group(i).column(index).statistics
+        if stats is not None and stats.has_min_max and meta.row_group(i).num_rows:
+            if (lo is not None and stats.max < lo) or (hi is not None and stats.min >= hi):
+                continue
+        groups.append(i)
+    return groups
 
 
 def _cast(table: pa.Table, schema: pa.Schema) -> pa.Table:
     fields = [schema.field(n) for n in table.column_names]
     return table.cast(pa.schema(fields))
-
-
-def _sorted(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Fragments are read in name order; make the row order the contract's whatever they hold."""
-    return frame.sort_values(keys, kind="stable").reset_index(drop=True)
 
 
 def _days(ms: pd.Series) -> pd.DatetimeIndex:
