@@ -382,6 +382,8 @@ def test_universe_reads_membership_intervals_with_both_ends_included(tmp_path):
     assert lh.universe("2026-01-11") == ["SIM:BBBUSDT"]
     assert lh.universe("2026-01-15") == ["SIM:AAAUSDT", "SIM:BBBUSDT"]  # AAA is back, open-ended
     assert lh.universe("2026-01-10", scanner="usdt_inactive") == ["SIM:CCCUSDT"]
+    assert lh.universe("2026-01-10", scanner=["usdt_inactive", "usdt_liquid"]) == ["SIM:BBBUSDT", "SIM:CCCUSDT"]
+    assert lh.universe("2026-01-10", scanner="nope") == []
 
 
 def test_universe_accepts_typed_dates_ms_and_daily_rows(tmp_path):
@@ -404,6 +406,27 @@ def test_universe_without_the_file_or_with_unknown_columns_is_a_clear_error(tmp_
     build_lakehouse(tmp_path / "bad", "file", universe=pd.DataFrame({"symbol": ["SIM:AAAUSDT"], "since": ["2026-01-01"]}))
     with pytest.raises(LakehouseError, match=r"columns \['since', 'symbol'\]; expected symbol, start, end"):
         open_lakehouse(tmp_path / "bad").universe("2026-01-01")
+
+
+def test_on_a_sim_data_cycle_the_api_reads_what_the_gate_published(sim_lakehouse):
+    """Against the real Data Cycle's output (conftest's sim run): every certified file and the feature table."""
+    from quantlake.storage import read_bars
+
+    lake = sim_lakehouse / "lakehouse"
+    with Lakehouse(str(lake)) as lh:
+        certified = json.loads((lake / "certified.json").read_text())["symbols"]
+        closes = lh.closes()
+        assert list(closes.columns) == sorted(certified) and len(certified) >= 10
+        for sym in certified:
+            stored = read_bars(lake / SymbolId.parse(sym).filename)
+            np.testing.assert_array_equal(closes[sym].dropna().to_numpy(), stored["close"].to_numpy())
+            assert list(closes[sym].dropna().index) == list(pd.to_datetime(stored["timestamp"], unit="ms"))
+        table = pd.read_parquet(lake / "features" / "tv_technicals_1d.parquet")
+        got = lh.features(["recommend_all", "recommend_ma"])
+        assert len(got) == len(table)
+        want = table.assign(date=pd.to_datetime(table["timestamp"], unit="ms")).set_index(["date", "symbol"]).sort_index()
+        pd.testing.assert_frame_equal(got, want[["recommend_all", "recommend_ma"]], check_index_type=False)
+        assert set(lh.symbols()) >= set(certified) and lh.as_of == dt.date(2026, 11, 20)
 
 
 # --------------------------------------------------------------------------- import cost
@@ -470,15 +493,16 @@ def test_a_tagged_version_reads_its_own_closes_without_a_checkout(versions):
     before = _worktree_state(repo, env)
     assert before[0] == ""
 
-    old = open_lakehouse(repo, rev=TAG)
-    assert old.as_of == dt.date.fromisoformat(FIRST) and old.catalog == first_catalog
-    closes = old.closes()
-    pd.testing.assert_frame_equal(closes, first_closes)
-    assert closes.index[-1] == day(FIRST) and closes.shape[1] >= 5
-    sym = "SIM:BTCUSDT"
-    pd.testing.assert_series_equal(old.bars(sym)["close"], first_closes[sym].dropna(), check_names=False)
-    ratings = old.features(["recommend_all"], symbols=[sym], start="2026-11-01")
-    assert ratings.index.get_level_values("date")[-1] == day(FIRST) and len(ratings) == 20
+    with open_lakehouse(repo, rev=TAG) as old:
+        assert old.as_of == dt.date.fromisoformat(FIRST) and old.catalog == first_catalog
+        closes = old.closes()
+        pd.testing.assert_frame_equal(closes, first_closes)
+        assert closes.index[-1] == day(FIRST) and closes.shape[1] >= 5
+        sym = "SIM:BTCUSDT"
+        pd.testing.assert_series_equal(old.bars(sym)["close"], first_closes[sym].dropna(), check_names=False)
+        ratings = old.features(["recommend_all"], symbols=[sym], start="2026-11-01")
+        assert ratings.index.get_level_values("date")[-1] == day(FIRST) and len(ratings) == 20
+    old.close()  # idempotent
 
     now = open_lakehouse(repo)
     assert now.as_of == dt.date.fromisoformat(SECOND) and now.closes().index[-1] == day(SECOND)

@@ -93,6 +93,19 @@ class Lakehouse:
         self._hint = hint  # said when the catalog is missing
         self.catalog  # fail now, not at the first question, when there is no lakehouse
 
+    def close(self) -> None:
+        """Release what a `rev=` reader holds open (DVC's repository handles); idempotent."""
+        handler = getattr(self.fs, "handler", None)
+        closer = getattr(getattr(handler, "fs", None), "close", None)
+        if callable(closer):
+            closer()
+
+    def __enter__(self) -> "Lakehouse":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def __repr__(self) -> str:
         return f"<Lakehouse {self.label}: as_of {self.as_of}, {len(self.catalog['symbols'])} symbols>"
 
@@ -183,8 +196,8 @@ class Lakehouse:
         frame.insert(0, "date", _days(frame.pop("timestamp")))
         return frame.set_index(["date", "symbol"])
 
-    def universe(self, date: Any, scanner: str | None = None) -> list[str]:
-        """The symbols in the point-in-time universe on `date` (of one `scanner`, or of any).
+    def universe(self, date: Any, scanner: str | Iterable[str] | None = None) -> list[str]:
+        """The symbols in the point-in-time universe on `date` (of one or several scanners, or of any).
 
         Reads `universe.parquet` as membership intervals (`symbol, scanner, start, end`, or
         `from`/`to`; both days included, a null end is open) or as daily rows (`date, symbol`).
@@ -196,7 +209,7 @@ class Lakehouse:
         if scanner is not None:
             if "scanner" not in cols:
                 raise LakehouseError(f"{self.label}: {UNIVERSE_FILE} has no `scanner` column")
-            frame = frame[frame["scanner"] == scanner]
+            frame = frame[frame["scanner"].isin(_as_list(scanner))]
         start_col, end_col = ("start", "end") if {"start", "end"} <= cols else ("from", "to")
         if "symbol" in cols and {start_col, end_col} <= cols:
             start, stop = _day_values(frame[start_col], start_col), _day_values(frame[end_col], end_col)
