@@ -86,3 +86,21 @@ def test_the_console_script_prints_the_table(repo):
     lines = proc.stdout.strip().split("\n")
     assert [line.split()[:2] for line in lines[1:-1]] == [["SIM:AAAUSDT", "ok"]]
     assert "--rev" in subprocess.run([str(script), "show", "--help"], env=env, capture_output=True, text=True).stdout
+
+
+def test_a_long_listing_piped_into_head_ends_quietly(tmp_path):
+    """5,000 symbols overflow the pipe: the reader closing early is no error and no traceback."""
+    import json
+
+    lake = tmp_path / "data" / "lakehouse"
+    lake.mkdir(parents=True)
+    entry = {"status": "ok", "start_date": "2020-01-01", "end_date": "2026-01-20", "rows": 2212, "quarantined": 0, "gaps": []}
+    symbols = {f"SIM:S{i:05d}USDT": entry for i in range(5000)}
+    (lake / "catalog.json").write_text(json.dumps({"as_of": "2026-01-20", "symbols": symbols}))
+    script = Path(sys.executable).parent / "quantlake"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.run(f"'{script}' show | head -2", shell=True, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.stdout.split("\n")[1].startswith("SIM:S00000USDT  ok")
+    assert proc.stderr == ""
+    full = subprocess.run([str(script), "show"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert full.returncode == 0 and len(full.stdout.strip().split("\n")) == 5002

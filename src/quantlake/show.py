@@ -8,6 +8,7 @@ bars or values and gaps longer than `data.max_gap_days`, for the workspace or a 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .contracts import STATUSES
@@ -58,9 +59,14 @@ def cmd_show(args) -> int:
     statuses = status_set([s for item in args.status or [] for s in item.split(",") if s]) if args.status else None
     lake = open_lakehouse(args.repo, rev=args.rev)
     rows = show_rows(lake.catalog, statuses)
-    print(format_table(rows))
-    print(summary_line(lake.catalog, rows, f"lakehouse {args.rev or 'workspace'}"))
-    sys.stdout.flush()
+    try:
+        print(format_table(rows))
+        print(summary_line(lake.catalog, rows, f"lakehouse {args.rev or 'workspace'}"))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `quantlake show | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    finally:
+        lake.close()
     return 0
 
 
