@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_api import AS_OF, SPEC, build_lakehouse, make_bars
+from lake_tools import AS_OF, SPEC, build_lakehouse, make_bars
 
 from quantlake.cli import main
 from quantlake.show import format_table, show_rows
