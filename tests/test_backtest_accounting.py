@@ -10,9 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quantlake.alpha.backtest import todays_portfolio, walk_forward
+from quantlake.alpha.backtest import OptimizationParams, optimize_atoms, todays_portfolio, walk_forward
+from quantlake.alpha.optimize import optimize_weights
 from quantlake.alpha.returns import returns_matrix, traded_value_matrix
 from quantlake.alpha.selection import select_assets
+from quantlake.alpha.synthesis import SynthesisParams, synthesize
 from quantlake.contracts import DAY_MS, ContractError
 from test_backtest import DATES, market, params
 
@@ -182,3 +184,19 @@ def test_an_eligible_mask_restricts_every_pool():
         select_assets(returns, value, returns.index[-1], params().selection, eligible=mask.iloc[:-1])
     with pytest.raises(ContractError, match="values must be bool"):
         select_assets(returns, value, t, params().selection, eligible=mask.astype("float64"))
+
+
+def test_the_recipe_optimizes_on_observed_days_not_zero_padded_ones():
+    returns, _ = market(5)
+    t = returns.index[-1]
+    symbols = ["SIM:BTCUSDT", "SIM:XMRUSDT", "SIM:NEWUSDT"]  # NEW trades 140 of the 240 days
+    atoms = synthesize(returns, symbols, SynthesisParams())
+    clusters = pd.Series([0, 1, 2], index=symbols)
+    start = returns.index[0]
+    weights, _ = optimize_atoms(atoms, clusters, start, t, OptimizationParams(method="hrp"))
+    window = atoms.returns.loc[start:t]
+    assert window.isna().any().any()
+    expected = optimize_weights(window, "hrp", clusters=atoms.symbol_of.map(clusters))
+    pd.testing.assert_series_equal(weights, expected.rename("weight"), check_exact=True)
+    padded = optimize_weights(window.fillna(0.0), "hrp", clusters=atoms.symbol_of.map(clusters))
+    assert padded["SIM:NEWUSDT|long|long"] > weights["SIM:NEWUSDT|long|long"] + 0.02
