@@ -21,30 +21,14 @@ strategy's selection and the equal-weight baseline draw from the symbols with a 
 (`returns.bars_at`; on an exchange-wide missing day, the last day with bars), and, when a
 point-in-time universe `eligible` (date x symbol, bool) is given, only from those eligible on T.
 
-Holding. Atom weights drift with the atoms' returns; the physical exposure of each symbol
-is the sum of its atoms' weight x position. On a day without a bar (a missing day, a halt, a
-delisting) a symbol contributes 0 and keeps its value at its last close: from its last bar on
-it is cash at its last price. When it trades again the move across the gap is booked on the
-day it resumes (the returns matrix books close-to-close over the gap), so no P&L is lost and
-the benchmark's equity is its price ratio. A held symbol that has no bar on the next
-rebalance date (delisted, or still halted) cannot be sold in the market: its position is
-closed out at its last close, i.e. it exits at its last price on its last day and the
-proceeds stay in the account as cash (earning 0) until that rebalance reinvests them in the
-new portfolio. The close-out is not a trade (no fee, no slippage, not in the turnover); a
-haircut `delisting_haircut` x |exposure| is deducted from that day's return (default 0), and
-the window's `closed_out` column records the exposure closed out. Every day, the trade is
-sum |target exposure - exposure drifted from the previous close| over symbols; on a
-rebalance day this is the rebalance turnover (from cash on the first day), on other days it
-is nonzero only when a trend/momentum signal flips or a constant-exposure short is topped
-up. Cost = trade x (fee_bps + slippage_bps) / 10^4, taken from that day's return: net =
-gross - cost.
+Holding, gaps and delistings: see `holding` (the book a portfolio is held in between rebalances).
 
 Outputs. `equity` starts at 1.0 on T0 (the day before the first test day) and has one row
 per held day; the metrics are computed from these columns (`returns_from_equity`), so they
 can be recomputed from equity.csv. Baselines in the same run: `equal_weight` = the same
-engine holding equal weights of every symbol that traded on the rebalance date (same
-rebalance dates, same costs, same pool rule); `benchmark` = buy-and-hold of the benchmark symbol, no costs
-(its equity is the price ratio).
+engine holding equal weights of every symbol with a bar on the rebalance date (same
+rebalance dates, same costs, same pool rule); `benchmark` = buy-and-hold of the benchmark
+symbol, no costs (its equity is the price ratio).
 """
 
 from __future__ import annotations
@@ -58,6 +42,7 @@ import pandas as pd
 
 from quantlake.alpha._params import check, from_plain_dict
 from quantlake.alpha.covariance import COVARIANCE_ESTIMATORS
+from quantlake.alpha.holding import Book, equity_curve, hold_atoms
 from quantlake.alpha.metrics import PERIODS_PER_YEAR, performance_metrics, returns_from_equity
 from quantlake.alpha.optimize import LINKAGE_METHODS, OPTIMIZERS, OptimizationError, optimize_weights
 from quantlake.alpha.returns import DATE_INDEX_NAME, bars_at, to_day
@@ -301,54 +286,6 @@ class BacktestResult:
     metrics: dict  # {strategy: {...}, equal_weight: {...}, benchmark: {...}}
 
 
-@dataclass
-class _Book:
-    """Drifting exposure of one simulated account between days (fractions of equity)."""
-
-    exposure: np.ndarray  # per symbol of the whole panel
-    closed_out: float = 0.0  # |exposure| closed out without a bar at the last rebalance
-
-    def hold(
-        self,
-        atom_returns: np.ndarray,
-        positions: np.ndarray,
-        atom_symbol: np.ndarray,
-        symbol_returns: np.ndarray,
-        weights: np.ndarray,
-        cost_rate: float,
-        tradable: np.ndarray,
-        haircut: float = 0.0,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Hold atom `weights` from the first row on; returns (net returns, trades, costs) per day.
-
-        Positions in symbols that are not `tradable` (no bar on the rebalance date) are first
-        closed out at their last price: no trade, `haircut` x |exposure| taken on the first day.
-        """
-        days = atom_returns.shape[0]
-        a = np.nan_to_num(atom_returns, nan=0.0)
-        r = np.nan_to_num(symbol_returns, nan=0.0)
-        w = weights.astype("float64").copy()
-        net, trades, costs = np.zeros(days), np.zeros(days), np.zeros(days)
-        stranded = ~tradable & (self.exposure != 0)
-        self.closed_out = float(np.abs(self.exposure[stranded]).sum())
-        self.exposure = np.where(stranded, 0.0, self.exposure)
-        for d in range(days):
-            target = np.zeros_like(self.exposure)
-            np.add.at(target, atom_symbol, w * positions[d])
-            trades[d] = float(np.abs(target - self.exposure).sum())
-            costs[d] = trades[d] * cost_rate + (haircut * self.closed_out if d == 0 else 0.0)
-            gross = float(w @ a[d])
-            net[d] = max(gross - costs[d], -1.0)
-            growth = 1.0 + gross
-            if growth > 0:
-                w = w * (1.0 + a[d]) / growth
-                self.exposure = target * (1.0 + r[d]) / growth
-            else:  # the account is wiped out: nothing left to hold
-                w = np.zeros_like(w)
-                self.exposure = np.zeros_like(self.exposure)
-        return net, trades, costs
-
-
 def walk_forward(
     returns: pd.DataFrame,
     traded_value: pd.DataFrame,
@@ -367,7 +304,7 @@ def walk_forward(
     benchmark = resolve_benchmark(list(panel.columns), params.benchmark)
     schedule = rebalance_schedule(panel.index[0], panel.index[-1], params)
     column = {s: i for i, s in enumerate(panel.columns)}
-    strategy, baseline = _Book(np.zeros(len(column))), _Book(np.zeros(len(column)))
+    strategy, baseline = Book(np.zeros(len(column))), Book(np.zeros(len(column)))
     daily, trading, weight_rows, atom_rows, windows = [], [], [], [], []
     for k, (t, end) in enumerate(schedule):
         portfolio = build_portfolio(panel.loc[:t], values.loc[:t], t, params, ratings, eligible)
@@ -377,14 +314,14 @@ def walk_forward(
         symbol_returns = held.loc[test].to_numpy("float64")
         tradable = bars_at(panel.loc[:t], values.loc[:t], t)  # has a bar on the rebalance date
         costs = (params.cost_rate, params.delisting_haircut)
-        strat_net, strat_trades, strat_costs = _hold_atoms(
+        strat_net, strat_trades, strat_costs = hold_atoms(
             strategy, synthesize(held, portfolio.selection.selected, params.synthesis),
             portfolio.atom_weights, test, symbol_returns, column, tradable.to_numpy(), costs,
         )
         pool = equal_weight_pool(tradable, t, eligible)
         ew_atoms = synthesize(held, pool, SynthesisParams(logics=("long",)))
         ew_weights = pd.Series(1.0 / max(len(pool), 1), index=ew_atoms.ids, dtype="float64")
-        ew_net, ew_trades, ew_costs = _hold_atoms(
+        ew_net, ew_trades, ew_costs = hold_atoms(
             baseline, ew_atoms, ew_weights, test, symbol_returns, column, tradable.to_numpy(), costs
         )
         bench_net = np.nan_to_num(held.loc[test, benchmark].to_numpy("float64"), nan=0.0)
@@ -421,7 +358,7 @@ def walk_forward(
                 "sharpe": window_stats["sharpe"],
             }
         )
-    equity = _equity(pd.concat(daily), schedule[0][0])
+    equity = equity_curve(pd.concat(daily), schedule[0][0])
     window_table = pd.DataFrame(windows)
     trades = pd.concat(trading).rename_axis(DATE_INDEX_NAME)
     metrics = {curve: performance_metrics(returns_from_equity(equity[curve])) for curve in CURVES}
@@ -458,30 +395,6 @@ def equal_weight_pool(tradable: pd.Series, t: pd.Timestamp, eligible: pd.DataFra
     if eligible is not None:
         pool = pool & eligible_on(eligible, t).reindex(tradable.index, fill_value=False)
     return list(tradable.index[pool.to_numpy()])
-
-
-def _hold_atoms(
-    book: _Book,
-    atoms: AtomSet,
-    atom_weights: pd.Series,
-    test: np.ndarray,
-    symbol_returns: np.ndarray,
-    column: dict[str, int],
-    tradable: np.ndarray,
-    costs: tuple[float, float],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    ids = atoms.ids
-    positions = atoms.positions.iloc[:-1].loc[test, ids].to_numpy("float64")  # drop the extra next day
-    atom_returns = atoms.returns.loc[test, ids].to_numpy("float64")
-    atom_symbol = np.array([column[a.symbol] for a in atoms.atoms], dtype="int64")
-    weights = atom_weights.reindex(ids).fillna(0.0).to_numpy("float64")
-    return book.hold(atom_returns, positions, atom_symbol, symbol_returns, weights, costs[0], tradable, costs[1])
-
-
-def _equity(net: pd.DataFrame, start: pd.Timestamp) -> pd.DataFrame:
-    growth = (1.0 + net).cumprod()
-    origin = pd.DataFrame({c: [1.0] for c in net.columns}, index=pd.DatetimeIndex([start], name=DATE_INDEX_NAME))
-    return pd.concat([origin, growth]).rename_axis(DATE_INDEX_NAME)
 
 
 def _trading_stats(rebalance_turnover: pd.Series, daily_trade: pd.Series, daily_cost: pd.Series) -> dict:
