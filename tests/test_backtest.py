@@ -374,3 +374,18 @@ def test_real_binance_walk_forward_with_hrp():
     assert res.equity["benchmark"].iloc[-1] == pytest.approx(btc, rel=1e-12)
     assert (res.weights.groupby("date")["weight"].max() <= 0.6 + 1e-12).all()
     assert all(math.isfinite(res.metrics[c]["sharpe"]) for c in CURVES)
+
+
+def test_any_number_of_workers_gives_byte_identical_results(run):
+    returns, value, one = run  # params() runs one worker
+    assert params().workers == 0 and BacktestParams().workers == 0  # the default: one per core
+    p = params(workers=1)
+    single = walk_forward(returns, value, p)
+    for workers in (2, 3):
+        many = walk_forward(returns, value, params(workers=workers))
+        for name in ("equity", "returns", "weights", "atom_weights", "windows", "trading"):
+            pd.testing.assert_frame_equal(getattr(many, name), getattr(single, name), check_exact=True)
+        assert json.dumps(many.metrics) == json.dumps(single.metrics)
+    pd.testing.assert_frame_equal(one.weights, single.weights, check_exact=True)
+    with pytest.raises(ParamsError, match="backtest.workers must be >= 0"):
+        params(workers=-1)

@@ -14,7 +14,9 @@ Walk-forward timing. The first rebalance date is T0 = first day + warm-up - 1, t
 being the longest window the recipe needs (backtest.train_days, selection.train_days, the
 longest correlation lookback). Rebalances follow every `step_days` days; each portfolio is
 held over the days (T, T + test_days], cut short by the next rebalance (so `step_days` must
-not exceed `test_days`: there is never a day without a portfolio).
+not exceed `test_days`: there is never a day without a portfolio). The rebalance portfolios
+are independent of each other, so `backtest.workers` processes compute them
+(`parallel.map_ordered`; 0 = one per core) with byte-identical results for any count.
 
 Pools. Only a symbol with a bar on the rebalance date can be bought at its close: the
 strategy's selection and the equal-weight baseline draw from the symbols with a bar on T
@@ -45,6 +47,7 @@ from quantlake.alpha.covariance import COVARIANCE_ESTIMATORS
 from quantlake.alpha.holding import Book, equity_curve, hold_atoms
 from quantlake.alpha.metrics import PERIODS_PER_YEAR, performance_metrics, returns_from_equity
 from quantlake.alpha.optimize import LINKAGE_METHODS, OPTIMIZERS, OptimizationError, optimize_weights
+from quantlake.alpha.parallel import map_ordered
 from quantlake.alpha.returns import DATE_INDEX_NAME, bars_at, to_day
 from quantlake.alpha.selection import Selection, SelectionParams, eligible_on, select_assets
 from quantlake.alpha.synthesis import AtomSet, SynthesisParams, synthesize
@@ -95,6 +98,7 @@ class BacktestParams:
     fee_bps: float = 10.0
     slippage_bps: float = 5.0
     delisting_haircut: float = 0.0  # share of a position lost when it is closed out without a bar
+    workers: int = 0  # processes computing the rebalance portfolios (0 = os.cpu_count()); results do not depend on it
     benchmark: str = "BTC"  # a symbol id, or a base asset resolved against the USD quotes
     selection: SelectionParams = field(default_factory=SelectionParams)
     synthesis: SynthesisParams = field(default_factory=SynthesisParams)
@@ -112,6 +116,7 @@ class BacktestParams:
         )
         check(self.fee_bps >= 0 and self.slippage_bps >= 0, f"{s}.fee_bps and {s}.slippage_bps must be >= 0")
         check(0 <= self.delisting_haircut <= 1, f"{s}.delisting_haircut must be in [0, 1], got {self.delisting_haircut}")
+        check(self.workers >= 0, f"{s}.workers must be >= 0 (0 = one per core), got {self.workers}")
 
     @classmethod
     def from_params(cls, d: dict) -> "BacktestParams":
@@ -306,8 +311,10 @@ def walk_forward(
     column = {s: i for i, s in enumerate(panel.columns)}
     strategy, baseline = Book(np.zeros(len(column))), Book(np.zeros(len(column)))
     daily, trading, weight_rows, atom_rows, windows = [], [], [], [], []
-    for k, (t, end) in enumerate(schedule):
-        portfolio = build_portfolio(panel.loc[:t], values.loc[:t], t, params, ratings, eligible)
+    # the portfolios are independent of each other (each sees only the data known at its date)
+    inputs = (panel, values, params, ratings, eligible)
+    portfolios = map_ordered(_portfolio_at, [t for t, _ in schedule], params.workers, inputs)
+    for k, ((t, end), portfolio) in enumerate(zip(schedule, portfolios)):
         held = panel.loc[:end]  # atoms read day d's return only on day d (their positions lag)
         test = np.asarray(held.index > t)
         days = held.index[test]
@@ -374,6 +381,11 @@ def walk_forward(
         trading=trades,
         metrics=metrics,
     )
+
+
+def _portfolio_at(inputs: tuple, t: pd.Timestamp) -> Portfolio:
+    panel, values, params, ratings, eligible = inputs
+    return build_portfolio(panel.loc[:t], values.loc[:t], t, params, ratings, eligible)
 
 
 def rebalance_schedule(first: pd.Timestamp, last: pd.Timestamp, params: BacktestParams) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
