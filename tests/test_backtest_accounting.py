@@ -119,6 +119,7 @@ def test_no_weight_on_a_symbol_without_a_bar_and_delisted_positions_close_at_the
     assert window.closed_out > 0
     # ... and so was SOL's, halted on the next rebalance date; nothing else is ever closed out
     assert set(res.windows.loc[res.windows["closed_out"] > 0, "train_end"]) == {t, T0 + 6 * STEP}
+    assert window.equal_weight_closed_out > 0  # the baseline held ETH too
     # from its last day on it earned nothing: the strategy equals the other holdings' P&L
     held = res.weights[res.weights["date"] == T0 + 4 * STEP].set_index("symbol")["weight"]
     r = returns.loc[T0 + 4 * STEP + pd.Timedelta(days=1) : t, held.index].fillna(0.0)

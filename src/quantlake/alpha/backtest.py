@@ -361,6 +361,7 @@ def walk_forward(
                 "cost": float(strat_costs.sum()),
                 "equal_weight_turnover": float(ew_trades[0]),
                 "equal_weight_cost": float(ew_costs.sum()),
+                "equal_weight_closed_out": baseline.closed_out,
                 "return": window_stats["total_return"],
                 "sharpe": window_stats["sharpe"],
             }

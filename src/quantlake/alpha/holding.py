@@ -11,7 +11,7 @@ closed out at its last close, i.e. it exits at its last price on its last day an
 proceeds stay in the account as cash (earning 0) until that rebalance reinvests them in the
 new portfolio. The close-out is not a trade (no fee, no slippage, not in the turnover); a
 haircut `backtest.delisting_haircut` x |exposure| is deducted from the new window's first
-day (default 0), and the window's `closed_out` column records the exposure closed out. Every day, the trade is
+day (default 0), and the window's `closed_out` (`equal_weight_closed_out`) column records the exposure closed out. Every day, the trade is
 sum |target exposure - exposure drifted from the previous close| over symbols; on a
 rebalance day this is the rebalance turnover (from cash on the first day), on other days it
 is nonzero only when a trend/momentum signal flips or a constant-exposure short is topped
