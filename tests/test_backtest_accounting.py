@@ -15,6 +15,7 @@ from quantlake.alpha.optimize import optimize_weights
 from quantlake.alpha.returns import returns_matrix, traded_value_matrix
 from quantlake.alpha.selection import select_assets
 from quantlake.alpha.synthesis import SynthesisParams, synthesize
+from quantlake.alpha._params import ParamsError
 from quantlake.contracts import DAY_MS, ContractError
 from test_backtest import DATES, market, params
 
@@ -201,3 +202,10 @@ def test_the_recipe_optimizes_on_observed_days_not_zero_padded_ones():
     pd.testing.assert_series_equal(weights, expected.rename("weight"), check_exact=True)
     padded = optimize_weights(window.fillna(0.0), "hrp", clusters=atoms.symbol_of.map(clusters))
     assert padded["SIM:NEWUSDT|long|long"] > weights["SIM:NEWUSDT|long|long"] + 0.02
+
+
+def test_delisting_haircut_is_a_share_in_0_1():
+    assert params(delisting_haircut=0.0).delisting_haircut == 0.0 and params(delisting_haircut=1.0).delisting_haircut == 1.0
+    for bad in (-0.01, 1.01):
+        with pytest.raises(ParamsError, match=r"backtest.delisting_haircut must be in \[0, 1\]"):
+            params(delisting_haircut=bad)

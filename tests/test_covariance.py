@@ -108,6 +108,8 @@ def test_pairs_never_observed_together_are_uncorrelated():
 
 def test_errors_name_the_column_and_the_estimator():
     x = panel(50, 3)
+    x[2:, 1] = np.nan  # two observations: enough for a variance
+    assert np.isfinite(observed_covariance(x, "sample")).all()
     x[1:, 1] = np.nan  # one observation
     with pytest.raises(ValueError, match=r"columns \[1\] have fewer than 2 observed values"):
         observed_covariance(x, "sample")

@@ -465,6 +465,17 @@ def test_leading_missing_days_never_raise_an_assets_weight(method, covariance):
                 assert padded[asset] > previous + 1e-3
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_an_asset_needs_two_observed_returns(method, returns, clusters):
+    x = returns.copy()
+    x.iloc[:-1, 5] = np.nan  # one observed return: no risk information
+    model = make_optimizer(method).fit(x, clusters=clusters)
+    assert model.weights_.iloc[5] == 0.0 and model.zero_variance_ == [x.columns[5]]
+    x.iloc[-2, 5] = returns.iloc[-2, 5]  # two: it is estimated
+    model = make_optimizer(method).fit(x, clusters=clusters)
+    assert model.zero_variance_ == [] and model.weights_.sum() == pytest.approx(1.0, abs=1e-12)
+
+
 def test_hrp_weight_of_a_young_asset_uses_its_observed_days():
     x = factor_returns(6, 365, seed=3)
     young = x.copy()

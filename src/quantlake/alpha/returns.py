@@ -63,19 +63,20 @@ def bars_at(returns: pd.DataFrame, traded_value: pd.DataFrame | None, day: Any) 
 
     On a day without any bar at all (an exchange-wide missing day) the answer is that of the
     last earlier day with a bar: the last market close known on `day`. Only rows dated on or
-    before `day` are read, so this is point in time.
+    before `day` are read (one or two rows in practice), so this is point in time.
     """
     day = to_day(day)
-    values = None if traded_value is None else traded_value.reindex(columns=returns.columns)
+    frames = [returns] if traded_value is None else [returns, traded_value]
     days = returns.index[returns.index <= day]
-    if values is not None:
-        days = days.union(values.index[values.index <= day])
+    if traded_value is not None:
+        days = days.union(traded_value.index[traded_value.index <= day])
     for d in reversed(days):  # almost always the first day looked at has bars
-        has = returns.loc[d].notna() if d in returns.index else pd.Series(False, index=returns.columns)
-        if values is not None and d in values.index:
-            has = has | values.loc[d].notna()
+        has = pd.Series(False, index=returns.columns)
+        for frame in frames:
+            if d in frame.index:
+                has |= frame.loc[d].reindex(returns.columns).notna()
         if has.any():
-            return has.astype(bool)
+            return has
     return pd.Series(False, index=returns.columns, dtype=bool)
 
 

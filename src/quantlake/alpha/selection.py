@@ -290,7 +290,10 @@ def pool_vetoes(
 
 
 def eligible_on(eligible: pd.DataFrame, day: pd.Timestamp) -> pd.Series:
-    """symbol -> eligible on `day` from a date x symbol bool frame (a missing day is an error)."""
+    """symbol -> eligible on `day` from a date x symbol bool frame (a missing day is an error).
+
+    A symbol that is not a column of the frame is not eligible (callers reindex with False).
+    """
     if not isinstance(eligible.index, pd.DatetimeIndex):
         raise ContractError(f"eligible universe: expected a DatetimeIndex of days, got {type(eligible.index).__name__}")
     if day not in eligible.index:
