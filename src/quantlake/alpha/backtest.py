@@ -204,9 +204,10 @@ def optimize_atoms(
     portfolio for this window's data.
 
     A day on which an atom's symbol did not trade is unobserved (NaN), never a zero: the
-    optimizer estimates from the observed days (`covariance.observed_covariance`). Each atom inherits the cluster of its symbol. When too few atoms
-    were selected for the caps to allow a fully invested portfolio, the caps are raised to
-    the smallest feasible values (`feasible_caps`) instead of failing the rebalance.
+    optimizer estimates from the observed days (`covariance.observed_covariance`). Each atom
+    inherits the cluster of its symbol. When too few atoms were selected for the caps to
+    allow a fully invested portfolio, the caps are raised to the smallest feasible values
+    (`feasible_caps`) instead of failing the rebalance.
     """
     if not atoms.atoms:
         return pd.Series([], dtype="float64", name="weight"), {}

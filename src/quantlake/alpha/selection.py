@@ -181,11 +181,11 @@ def select_assets(
     features = features.join(latest_ratings(ratings, start, as_of).reindex(features.index))
     features = features.reindex(columns=list(FEATURE_COLUMNS))
     vetoes = {**veto_reasons(features, params, start, as_of), **pool_vetoes(returns, traded_value, as_of, eligible)}
-    eligible = [s for s in features.index if s not in vetoes]
-    scores = composite_score(features.loc[eligible], params.score_weights)
-    history = returns.loc[returns.index <= as_of, eligible]
+    passing = [s for s in features.index if s not in vetoes]
+    scores = composite_score(features.loc[passing], params.score_weights)
+    history = returns.loc[returns.index <= as_of, passing]
     clusters = cluster_symbols(history, as_of, params, scores)
-    ranked = sorted(eligible, key=lambda s: (-scores[s], s))
+    ranked = sorted(passing, key=lambda s: (-scores[s], s))
     per_cluster: dict[int, int] = {}
     selected = []
     for sym in ranked:
