@@ -209,3 +209,18 @@ def test_delisting_haircut_is_a_share_in_0_1():
     for bad in (-0.01, 1.01):
         with pytest.raises(ParamsError, match=r"backtest.delisting_haircut must be in \[0, 1\]"):
             params(delisting_haircut=bad)
+
+
+def test_the_universe_is_read_point_in_time():
+    returns, value = market(4)
+    calendar = pd.date_range(returns.index[0], returns.index[-1], freq="D")
+    rng = np.random.default_rng(9)
+    mask = pd.DataFrame(rng.random((len(calendar), returns.shape[1])) > 0.3, index=calendar, columns=returns.columns)
+    base = walk_forward(returns, value, params(), eligible=mask)
+    cut = T0 + 3 * STEP
+    later = mask.copy()
+    later.loc[later.index > cut] = ~later.loc[later.index > cut]  # a different future universe
+    other = walk_forward(returns, value, params(), eligible=later)
+    pd.testing.assert_frame_equal(other.equity.loc[:cut], base.equity.loc[:cut])
+    pd.testing.assert_frame_equal(other.weights[other.weights["date"] <= cut], base.weights[base.weights["date"] <= cut])
+    assert not other.weights.equals(base.weights)  # the future universe does matter after the cut
