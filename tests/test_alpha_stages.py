@@ -170,8 +170,27 @@ def test_returns_matrix_matches_the_snapshot_bars(alpha_run):
     close = pd.Series(btc["close"].to_numpy(), index=pd.to_datetime(btc["timestamp"], unit="ms"))
     day = pd.Timestamp("2025-06-02")
     assert returns.loc[day, "SIM:BTCUSDT"] == pytest.approx(close[day] / close[day - pd.Timedelta(days=1)] - 1, rel=1e-12)
-    assert pd.isna(returns.loc[pd.Timestamp("2024-11-12"), "SIM:BTCUSDT"])  # the day after the outage day
+    # the exchange-wide missing day 2024-11-11: its two-day move is booked on the day trading resumes
+    assert pd.Timestamp("2024-11-11") not in close.index
+    resumed = close[pd.Timestamp("2024-11-12")] / close[pd.Timestamp("2024-11-10")] - 1
+    assert returns.loc[pd.Timestamp("2024-11-12"), "SIM:BTCUSDT"] == pytest.approx(resumed, rel=1e-12)
     assert pd.Timestamp("2024-11-11") not in returns.index or returns.loc[pd.Timestamp("2024-11-11")].isna().all()
+
+
+def test_the_backtest_holds_no_symbol_without_a_bar_and_its_benchmark_is_the_price_ratio(alpha_run):
+    root, snap = alpha_run
+    bar_days = {s: set(pd.to_datetime(b["timestamp"], unit="ms")) for s, b in snap.bars().items()}
+    weights = pd.read_csv(root / "backtest/weights.csv", parse_dates=["date"])
+    live = weights[weights["weight"] != 0]
+    assert len(live) > 100
+    ghosts = live[[d not in bar_days[s] for d, s in zip(live["date"], live["symbol"])]]
+    assert ghosts.empty, ghosts
+    waves = snap.bars()["SIM:WAVESUSDT"]  # the sim halts it: the universe has a symbol that stops trading
+    assert pd.to_datetime(waves["timestamp"].iloc[-1], unit="ms") < pd.Timestamp(AS_OF)
+    equity = pd.read_csv(root / "backtest/equity.csv", index_col="date", parse_dates=True)
+    btc = snap.bars()["SIM:BTCUSDT"]
+    close = pd.Series(btc["close"].to_numpy(), index=pd.to_datetime(btc["timestamp"], unit="ms"))
+    assert equity["benchmark"].iloc[-1] == pytest.approx(close.iloc[-1] / close[equity.index[0]], rel=1e-9)
 
 
 def test_every_output_carries_snapshot_and_run_ids_and_metrics_recompute_from_equity(alpha_run):

@@ -140,6 +140,28 @@ def test_no_look_ahead(overrides):
         # the perturbation is real: the equity after the cut does change
         after = cut + pd.Timedelta(days=1)
         assert not other.equity.loc[after:].equals(base.equity.loc[after:])
+    # The returns OF a rebalance date t are earned by the portfolio held into t (decided at the
+    # previous rebalance); the portfolio decided at t's close from them is held from t + 1 only.
+    # Perturb them (and everything after): up to and including t, the run must be the run on
+    # the data ending at t, in which no portfolio decided at t exists.
+    t = base.windows["train_end"].iloc[4]
+    from_t = returns.index >= t
+    returns3, value3 = returns.copy(), value.copy()
+    returns3.loc[from_t] = rng.normal(0.0, 0.1, size=(int(from_t.sum()), returns.shape[1]))
+    value3.loc[from_t] = 1.0
+    other = walk_forward(returns3, value3, p)
+    known = walk_forward(returns3.loc[:t], value3.loc[:t], p)
+    assert known.equity.index[-1] == t and t not in set(known.weights["date"])
+    pd.testing.assert_frame_equal(other.equity.loc[:t], known.equity)
+    pd.testing.assert_frame_equal(other.trading.loc[:t], known.trading)
+    before = t - pd.Timedelta(days=1)
+    pd.testing.assert_frame_equal(other.equity.loc[:before], base.equity.loc[:before])
+    pd.testing.assert_frame_equal(other.weights[other.weights["date"] < t], base.weights[base.weights["date"] < t])
+    # the perturbation is real: day t's equity moves (the old portfolio earns t's returns) and
+    # the portfolio decided at t sees them
+    assert (other.equity.loc[t, ["strategy", "equal_weight", "benchmark"]] != base.equity.loc[t, ["strategy", "equal_weight", "benchmark"]]).all()
+    assert not other.weights[other.weights["date"] == t].reset_index(drop=True).equals(
+        base.weights[base.weights["date"] == t].reset_index(drop=True))
 
 
 def test_a_days_return_enters_that_days_equity_linearly():
@@ -352,3 +374,18 @@ def test_real_binance_walk_forward_with_hrp():
     assert res.equity["benchmark"].iloc[-1] == pytest.approx(btc, rel=1e-12)
     assert (res.weights.groupby("date")["weight"].max() <= 0.6 + 1e-12).all()
     assert all(math.isfinite(res.metrics[c]["sharpe"]) for c in CURVES)
+
+
+def test_any_number_of_workers_gives_byte_identical_results(run):
+    returns, value, one = run  # params() runs one worker
+    assert params().workers == 0 and BacktestParams().workers == 0  # the default: one per core
+    p = params(workers=1)
+    single = walk_forward(returns, value, p)
+    for workers in (2, 3):
+        many = walk_forward(returns, value, params(workers=workers))
+        for name in ("equity", "returns", "weights", "atom_weights", "windows", "trading"):
+            pd.testing.assert_frame_equal(getattr(many, name), getattr(single, name), check_exact=True)
+        assert json.dumps(many.metrics) == json.dumps(single.metrics)
+    pd.testing.assert_frame_equal(one.weights, single.weights, check_exact=True)
+    with pytest.raises(ParamsError, match="backtest.workers must be >= 0"):
+        params(workers=-1)

@@ -410,11 +410,81 @@ def test_singular_sample_covariance_is_refused_by_the_qp_methods():
     assert optimize_weights(x, "hrp", covariance="sample").sum() == pytest.approx(1.0)
 
 
-def test_nan_is_rejected_naming_the_columns(returns):
+def test_infinite_returns_are_rejected_naming_the_columns(returns):
     bad = returns.copy()
-    bad.iloc[3, 2] = np.nan
-    with pytest.raises(ValueError, match=r"NaN.*BINANCE:C02USDT"):
+    bad.iloc[3, 2] = np.inf
+    with pytest.raises(OptimizationError, match=r"infinite.*BINANCE:C02USDT"):
         optimize_weights(bad, "hrp")
+
+
+def periodic_panel(seed: int, isolated: bool, period: int = 30, periods: int = 12, n_assets: int = 6) -> pd.DataFrame:
+    """A panel repeating one `period`-day block: any whole number of blocks has the same moments.
+
+    Column A (the first) earns m +/- s on alternate days; when `isolated`, every other column
+    is made orthogonal to that pattern inside the block, so A's covariance with them is 0. The
+    other columns share a common factor (so their correlation distances are clearly below A's).
+    """
+    rng = np.random.default_rng(seed)
+    alternate = np.tile([1.0, -1.0], period // 2)
+    a = rng.uniform(0.0005, 0.002) + rng.uniform(0.03, 0.06) * alternate
+    common = rng.standard_normal((period, 1)) * 0.03  # the others move together: HRP merges A last, no ties
+    block = common + rng.standard_normal((period, n_assets - 1)) * rng.uniform(0.01, 0.03, n_assets - 1)
+    block = block + rng.normal(0.002, 0.001, n_assets - 1) + 0.5 * a[:, None] * (not isolated)
+    if isolated:
+        block -= np.outer(alternate, alternate @ block) / (alternate @ alternate)
+    values = np.tile(np.column_stack([a, block]), (periods, 1))
+    dates = pd.date_range("2022-01-01", periods=period * periods, freq="D")
+    return pd.DataFrame(values, index=dates, columns=[f"BINANCE:P{i}USDT" for i in range(n_assets)])
+
+
+@pytest.mark.parametrize("covariance", ["ledoit_wolf", "sample"])
+@pytest.mark.parametrize("method", METHODS)
+def test_leading_missing_days_never_raise_an_assets_weight(method, covariance):
+    # the property behind "no zero padding": an asset whose first days are missing (a late
+    # listing) is estimated from the days it traded; missing days never make it look safer
+    codes = pd.Series(["X", "X", "Y", "Y", "Z", "Z"], index=periodic_panel(0, True).columns)
+    cases = [(seed, True) for seed in range(4)] + ([(seed, False) for seed in range(4)] if covariance == "ledoit_wolf" else [])
+    for seed, isolated in cases:
+        full = periodic_panel(seed, isolated)
+        asset = full.columns[0]
+        previous = None
+        for blocks in range(0, 8, 2):  # 0, 60, 120, 180 leading missing days
+            x = full.copy()
+            x.iloc[: 30 * blocks, 0] = np.nan
+            w = optimize_weights(x, method, clusters=codes, covariance=covariance, max_weight=0.6, max_cluster_weight=0.8)
+            assert w.sum() == pytest.approx(1.0, abs=1e-12) and (w >= 0).all()
+            if previous is not None:
+                assert w[asset] <= previous + 1e-9, (seed, isolated, blocks, w[asset], previous)
+                if covariance == "ledoit_wolf":  # the observed days carry the same moments: unchanged
+                    assert w[asset] == pytest.approx(previous, abs=1e-9)
+            previous = w[asset]
+        if method != "equal_weight":  # zero padding (the old bug) does raise it: the property can fail
+            padded = optimize_weights(x.fillna(0.0), method, clusters=codes, covariance=covariance,
+                                      max_weight=0.6, max_cluster_weight=0.8)
+            if method != "max_sharpe":  # padding also lowers the mean, which max_sharpe punishes
+                assert padded[asset] > previous + 1e-3
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_an_asset_needs_two_observed_returns(method, returns, clusters):
+    x = returns.copy()
+    x.iloc[:-1, 5] = np.nan  # one observed return: no risk information
+    model = make_optimizer(method).fit(x, clusters=clusters)
+    assert model.weights_.iloc[5] == 0.0 and model.zero_variance_ == [x.columns[5]]
+    x.iloc[-2, 5] = returns.iloc[-2, 5]  # two: it is estimated
+    model = make_optimizer(method).fit(x, clusters=clusters)
+    assert model.zero_variance_ == [] and model.weights_.sum() == pytest.approx(1.0, abs=1e-12)
+
+
+def test_hrp_weight_of_a_young_asset_uses_its_observed_days():
+    x = factor_returns(6, 365, seed=3)
+    young = x.copy()
+    young.iloc[:185, 0] = np.nan  # 180 of 365 days observed
+    full_w = optimize_weights(x, "hrp")[x.columns[0]]
+    young_w = optimize_weights(young, "hrp")[x.columns[0]]
+    padded_w = optimize_weights(young.fillna(0.0), "hrp")[x.columns[0]]
+    assert abs(young_w - full_w) < 0.25 * full_w  # about its weight with the whole history
+    assert padded_w > 1.3 * full_w  # the zero-padded window would have overweighted it
 
 
 def test_infeasible_caps_are_rejected(returns, clusters):

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quantlake.alpha.returns import close_matrix, returns_matrix, to_day, traded_value_matrix
+from quantlake.alpha.returns import bars_at, close_matrix, returns_matrix, to_day, traded_value_matrix
 from quantlake.contracts import DAY_MS, ContractError
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared/data/real"
@@ -46,7 +46,7 @@ def test_close_matrix_has_the_panel_layout_with_nan_where_a_symbol_has_no_bar():
     np.testing.assert_array_equal(closes["SIM:BBBUSDT"].to_numpy(), [np.nan, 20.0, np.nan, 21.0])  # never filled
 
 
-def test_gap_gives_nan_on_missing_day_and_on_resumption_never_a_multi_day_return():
+def test_a_gap_is_booked_close_to_close_on_the_day_trading_resumes():
     panel = returns_matrix({"SIM:AAA": bars([0, 1, 2, 4, 5], [100, 110, 99, 200, 220])})
     # day 3 is absent from the only symbol: it is not a row at all (union of bar days)
     assert list(panel.index) == [day(0), day(1), day(2), day(4), day(5)]
@@ -54,8 +54,37 @@ def test_gap_gives_nan_on_missing_day_and_on_resumption_never_a_multi_day_return
     assert np.isnan(r[day(0)])  # first bar: no previous close
     assert r[day(1)] == pytest.approx(0.10, abs=1e-15)
     assert r[day(2)] == pytest.approx(99 / 110 - 1, abs=1e-15)
-    assert np.isnan(r[day(4)])  # 99 -> 200 spans the missing day 3: not booked on day 4
+    assert r[day(4)] == pytest.approx(200 / 99 - 1, abs=1e-15)  # 99 -> 200 across the missing day 3
     assert r[day(5)] == pytest.approx(0.10, abs=1e-15)
+    # compounding the returns gives the price ratio: no P&L is lost across the gap
+    assert (1 + r.dropna()).prod() == pytest.approx(220 / 100, rel=1e-14)
+
+
+def test_an_exchange_wide_missing_day_keeps_every_symbols_two_day_move():
+    closes = {"SIM:AAA": [10, 11, 12, 15], "SIM:BBB": [5, 4, 4, 2]}
+    panel = returns_matrix({s: bars([0, 1, 3, 4], c) for s, c in closes.items()})  # day 2: no bar anywhere
+    assert list(panel.index) == [day(0), day(1), day(3), day(4)]
+    assert panel.at[day(3), "SIM:AAA"] == pytest.approx(12 / 11 - 1, abs=1e-15)
+    assert panel.at[day(3), "SIM:BBB"] == 0.0
+    for s, c in closes.items():
+        assert (1 + panel[s].dropna()).prod() == pytest.approx(c[-1] / c[0], rel=1e-14)
+
+
+def test_bars_at_reads_returns_and_traded_value_and_skips_a_day_without_any_bar():
+    data = {"SIM:AAA": bars([0, 1, 3, 4], [1, 2, 3, 4]), "SIM:BBB": bars([1, 3], [5, 6]), "SIM:CCC": bars([0, 1], [1, 1])}
+    returns, value = returns_matrix(data), traded_value_matrix(data)
+    calendar = pd.date_range(day(0), day(4), freq="D", name="date")
+    returns, value = returns.reindex(calendar), value.reindex(calendar)  # day 2: an all-NaN row
+    assert bars_at(returns, value, day(0)).to_dict() == {"SIM:AAA": True, "SIM:BBB": False, "SIM:CCC": True}
+    # BBB's first bar (day 1) has no return, but a traded value: it has a bar
+    assert bars_at(returns, value, day(1)).to_dict() == {"SIM:AAA": True, "SIM:BBB": True, "SIM:CCC": True}
+    # nobody traded on day 2: the last market close (day 1) answers; no future row is read
+    assert bars_at(returns, value, day(2)).equals(bars_at(returns.loc[: day(2)], value.loc[: day(2)], day(2)))
+    assert bars_at(returns, value, day(2)).to_dict() == {"SIM:AAA": True, "SIM:BBB": True, "SIM:CCC": True}
+    assert bars_at(returns, value, day(3)).to_dict() == {"SIM:AAA": True, "SIM:BBB": True, "SIM:CCC": False}
+    assert bars_at(returns, value, day(4)).to_dict() == {"SIM:AAA": True, "SIM:BBB": False, "SIM:CCC": False}
+    assert bars_at(returns, None, day(1)).to_dict() == {"SIM:AAA": True, "SIM:BBB": False, "SIM:CCC": True}
+    assert not bars_at(returns, value, day(-1)).any()  # before any data
 
 
 def test_union_of_days_listing_and_delisting_stay_nan_not_zero():
@@ -69,14 +98,15 @@ def test_union_of_days_listing_and_delisting_stay_nan_not_zero():
     assert list(panel.index) == [day(i) for i in range(6)]
     assert panel.index.name == "date" and panel.index.tz is None
     assert panel["SIM:NEW"].isna().tolist() == [True, True, True, False, False, False]
-    assert panel["SIM:OLD"].isna().tolist() == [True, False, False, False, True, True]
+    assert panel["SIM:OLD"].isna().tolist() == [True, False, False, False, True, True]  # no bar: NaN
     np.testing.assert_allclose(panel["SIM:NEW"].dropna(), [1.0, 1.0, 1.0])
     assert (panel.fillna(-9) != 0).all().all()  # no zero padding anywhere
 
 
 def test_day_missing_in_one_symbol_but_present_in_another():
     panel = returns_matrix({"SIM:AAA": bars([0, 1, 3], [1, 2, 3]), "SIM:BBB": bars([0, 1, 2, 3], [1, 1, 1, 1])})
-    assert np.isnan(panel.at[day(2), "SIM:AAA"]) and np.isnan(panel.at[day(3), "SIM:AAA"])
+    assert np.isnan(panel.at[day(2), "SIM:AAA"])  # no bar that day
+    assert panel.at[day(3), "SIM:AAA"] == pytest.approx(0.5, abs=1e-15)  # 2 -> 3 across day 2
     assert panel.at[day(3), "SIM:BBB"] == 0.0  # a real zero return stays a zero
 
 

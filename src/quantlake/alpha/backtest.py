@@ -14,23 +14,23 @@ Walk-forward timing. The first rebalance date is T0 = first day + warm-up - 1, t
 being the longest window the recipe needs (backtest.train_days, selection.train_days, the
 longest correlation lookback). Rebalances follow every `step_days` days; each portfolio is
 held over the days (T, T + test_days], cut short by the next rebalance (so `step_days` must
-not exceed `test_days`: there is never a day without a portfolio).
+not exceed `test_days`: there is never a day without a portfolio). The rebalance portfolios
+are independent of each other, so `backtest.workers` processes compute them
+(`parallel.map_ordered`; 0 = one per core) with byte-identical results for any count.
 
-Holding. Atom weights drift with the atoms' returns; the physical exposure of each symbol
-is the sum of its atoms' weight x position. A symbol whose return is NaN on a day (it did
-not trade, or was delisted) contributes 0 that day and keeps its weight, as if its price had
-not moved. Every day, the trade is sum |target exposure - exposure drifted from the
-previous close| over symbols; on a rebalance day this is the rebalance turnover (from cash
-on the first day), on other days it is nonzero only when a trend/momentum signal flips or
-a constant-exposure short is topped up. Cost = trade x (fee_bps + slippage_bps) / 10^4, taken
-from that day's return: net = gross - cost.
+Pools. Only a symbol with a bar on the rebalance date can be bought at its close: the
+strategy's selection and the equal-weight baseline draw from the symbols with a bar on T
+(`returns.bars_at`; on an exchange-wide missing day, the last day with bars), and, when a
+point-in-time universe `eligible` (date x symbol, bool) is given, only from those eligible on T.
+
+Holding, gaps and delistings: see `holding` (the book a portfolio is held in between rebalances).
 
 Outputs. `equity` starts at 1.0 on T0 (the day before the first test day) and has one row
 per held day; the metrics are computed from these columns (`returns_from_equity`), so they
 can be recomputed from equity.csv. Baselines in the same run: `equal_weight` = the same
-engine holding equal weights of every symbol that traded on the rebalance date (same
-rebalance dates, same costs); `benchmark` = buy-and-hold of the benchmark symbol, no costs
-(its equity is the price ratio).
+engine holding equal weights of every symbol with a bar on the rebalance date (same
+rebalance dates, same costs, same pool rule); `benchmark` = buy-and-hold of the benchmark
+symbol, no costs (its equity is the price ratio).
 """
 
 from __future__ import annotations
@@ -44,10 +44,12 @@ import pandas as pd
 
 from quantlake.alpha._params import check, from_plain_dict
 from quantlake.alpha.covariance import COVARIANCE_ESTIMATORS
+from quantlake.alpha.holding import Book, equity_curve, hold_atoms
 from quantlake.alpha.metrics import PERIODS_PER_YEAR, performance_metrics, returns_from_equity
 from quantlake.alpha.optimize import LINKAGE_METHODS, OPTIMIZERS, OptimizationError, optimize_weights
-from quantlake.alpha.returns import DATE_INDEX_NAME, to_day
-from quantlake.alpha.selection import Selection, SelectionParams, select_assets
+from quantlake.alpha.parallel import map_ordered
+from quantlake.alpha.returns import DATE_INDEX_NAME, bars_at, to_day
+from quantlake.alpha.selection import Selection, SelectionParams, eligible_on, select_assets
 from quantlake.alpha.synthesis import AtomSet, SynthesisParams, synthesize
 from quantlake.contracts import ContractError, QuantlakeError
 
@@ -95,6 +97,8 @@ class BacktestParams:
     step_days: int = 30
     fee_bps: float = 10.0
     slippage_bps: float = 5.0
+    delisting_haircut: float = 0.0  # share of a position lost when it is closed out without a bar
+    workers: int = 0  # processes computing the rebalance portfolios (0 = os.cpu_count()); results do not depend on it
     benchmark: str = "BTC"  # a symbol id, or a base asset resolved against the USD quotes
     selection: SelectionParams = field(default_factory=SelectionParams)
     synthesis: SynthesisParams = field(default_factory=SynthesisParams)
@@ -111,6 +115,8 @@ class BacktestParams:
             "every day must be held by some portfolio",
         )
         check(self.fee_bps >= 0 and self.slippage_bps >= 0, f"{s}.fee_bps and {s}.slippage_bps must be >= 0")
+        check(0 <= self.delisting_haircut <= 1, f"{s}.delisting_haircut must be in [0, 1], got {self.delisting_haircut}")
+        check(self.workers >= 0, f"{s}.workers must be >= 0 (0 = one per core), got {self.workers}")
 
     @classmethod
     def from_params(cls, d: dict) -> "BacktestParams":
@@ -176,11 +182,12 @@ def build_portfolio(
     as_of: pd.Timestamp,
     params: BacktestParams,
     ratings: pd.DataFrame | None = None,
+    eligible: pd.DataFrame | None = None,
 ) -> Portfolio:
     """select -> synthesize -> optimize on data that must already end at `as_of` (`data_known_at`)."""
     if returns.index[-1] != as_of:
         raise ContractError(f"build_portfolio: data must end at as_of {as_of.date()}, it ends at {returns.index[-1].date()}")
-    selection = select_assets(returns, traded_value, as_of, params.selection, ratings)
+    selection = select_assets(returns, traded_value, as_of, params.selection, ratings, eligible)
     atoms = synthesize(returns, selection.selected, params.synthesis)
     train_start = as_of - pd.Timedelta(days=params.train_days - 1)
     atom_weights, caps = optimize_atoms(atoms, selection.clusters, train_start, as_of, params.optimize)
@@ -196,14 +203,15 @@ def optimize_atoms(
     No weights (cash) with the reason under "cash_because" when the optimizer finds no
     portfolio for this window's data.
 
-    A day on which an atom's symbol did not trade counts as a flat day (0), as in the
-    backtest's holding rule. Each atom inherits the cluster of its symbol. When too few atoms
-    were selected for the caps to allow a fully invested portfolio, the caps are raised to
-    the smallest feasible values (`feasible_caps`) instead of failing the rebalance.
+    A day on which an atom's symbol did not trade is unobserved (NaN), never a zero: the
+    optimizer estimates from the observed days (`covariance.observed_covariance`). Each atom
+    inherits the cluster of its symbol. When too few atoms were selected for the caps to
+    allow a fully invested portfolio, the caps are raised to the smallest feasible values
+    (`feasible_caps`) instead of failing the rebalance.
     """
     if not atoms.atoms:
         return pd.Series([], dtype="float64", name="weight"), {}
-    train = atoms.returns.loc[(atoms.returns.index >= start) & (atoms.returns.index <= end)].fillna(0.0)
+    train = atoms.returns.loc[(atoms.returns.index >= start) & (atoms.returns.index <= end)]
     clusters = atoms.symbol_of.map(clusters)  # each atom inherits its symbol's cluster
     max_weight, max_cluster_weight = feasible_caps(
         clusters.value_counts().to_numpy(), params.max_weight, params.max_cluster_weight
@@ -257,10 +265,11 @@ def todays_portfolio(
     as_of: Any,
     params: BacktestParams,
     ratings: pd.DataFrame | None = None,
+    eligible: pd.DataFrame | None = None,
 ) -> Portfolio:
     """The recipe run once at `as_of` on the data known then (what select/synthesize/optimize publish)."""
     as_of = to_day(as_of)
-    return build_portfolio(*recipe_inputs(returns, traded_value, as_of), as_of, params, ratings)
+    return build_portfolio(*recipe_inputs(returns, traded_value, as_of), as_of, params, ratings, eligible)
 
 
 def recipe_inputs(returns: pd.DataFrame, traded_value: pd.DataFrame, as_of: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -283,51 +292,17 @@ class BacktestResult:
     metrics: dict  # {strategy: {...}, equal_weight: {...}, benchmark: {...}}
 
 
-@dataclass
-class _Book:
-    """Drifting exposure of one simulated account between days (fractions of equity)."""
-
-    exposure: np.ndarray  # per symbol of the whole panel
-
-    def hold(
-        self,
-        atom_returns: np.ndarray,
-        positions: np.ndarray,
-        atom_symbol: np.ndarray,
-        symbol_returns: np.ndarray,
-        weights: np.ndarray,
-        cost_rate: float,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Hold atom `weights` from the first row on; returns (net returns, trades, costs) per day."""
-        days = atom_returns.shape[0]
-        a = np.nan_to_num(atom_returns, nan=0.0)
-        r = np.nan_to_num(symbol_returns, nan=0.0)
-        w = weights.astype("float64").copy()
-        net, trades, costs = np.zeros(days), np.zeros(days), np.zeros(days)
-        for d in range(days):
-            target = np.zeros_like(self.exposure)
-            np.add.at(target, atom_symbol, w * positions[d])
-            trades[d] = float(np.abs(target - self.exposure).sum())
-            costs[d] = trades[d] * cost_rate
-            gross = float(w @ a[d])
-            net[d] = max(gross - costs[d], -1.0)
-            growth = 1.0 + gross
-            if growth > 0:
-                w = w * (1.0 + a[d]) / growth
-                self.exposure = target * (1.0 + r[d]) / growth
-            else:  # the account is wiped out: nothing left to hold
-                w = np.zeros_like(w)
-                self.exposure = np.zeros_like(self.exposure)
-        return net, trades, costs
-
-
 def walk_forward(
     returns: pd.DataFrame,
     traded_value: pd.DataFrame,
     params: BacktestParams,
     ratings: pd.DataFrame | None = None,
+    eligible: pd.DataFrame | None = None,
 ) -> BacktestResult:
-    """Rebalance every `step_days` with `build_portfolio` on the data known at each date."""
+    """Rebalance every `step_days` with `build_portfolio` on the data known at each date.
+
+    `eligible`: optional point-in-time universe (date x symbol, bool) restricting every pool.
+    """
     if returns.shape[0] == 0 or returns.shape[1] == 0:
         raise ContractError("walk_forward: the returns matrix is empty")
     panel = data_known_at(returns, returns.index[-1])
@@ -335,23 +310,27 @@ def walk_forward(
     benchmark = resolve_benchmark(list(panel.columns), params.benchmark)
     schedule = rebalance_schedule(panel.index[0], panel.index[-1], params)
     column = {s: i for i, s in enumerate(panel.columns)}
-    strategy, baseline = _Book(np.zeros(len(column))), _Book(np.zeros(len(column)))
+    strategy, baseline = Book(np.zeros(len(column))), Book(np.zeros(len(column)))
     daily, trading, weight_rows, atom_rows, windows = [], [], [], [], []
-    for k, (t, end) in enumerate(schedule):
-        portfolio = build_portfolio(panel.loc[:t], values.loc[:t], t, params, ratings)
+    # the portfolios are independent of each other (each sees only the data known at its date)
+    inputs = (panel, values, params, ratings, eligible)
+    portfolios = map_ordered(_portfolio_at, [t for t, _ in schedule], params.workers, inputs)
+    for k, ((t, end), portfolio) in enumerate(zip(schedule, portfolios)):
         held = panel.loc[:end]  # atoms read day d's return only on day d (their positions lag)
         test = np.asarray(held.index > t)
         days = held.index[test]
         symbol_returns = held.loc[test].to_numpy("float64")
-        strat_net, strat_trades, strat_costs = _hold_atoms(
+        tradable = bars_at(panel.loc[:t], values.loc[:t], t)  # has a bar on the rebalance date
+        costs = (params.cost_rate, params.delisting_haircut)
+        strat_net, strat_trades, strat_costs = hold_atoms(
             strategy, synthesize(held, portfolio.selection.selected, params.synthesis),
-            portfolio.atom_weights, test, symbol_returns, column, params.cost_rate,
+            portfolio.atom_weights, test, symbol_returns, column, tradable.to_numpy(), costs,
         )
-        pool = [s for s in panel.columns if math.isfinite(panel.at[t, s])]  # traded on the rebalance date
+        pool = equal_weight_pool(tradable, t, eligible)
         ew_atoms = synthesize(held, pool, SynthesisParams(logics=("long",)))
         ew_weights = pd.Series(1.0 / max(len(pool), 1), index=ew_atoms.ids, dtype="float64")
-        ew_net, ew_trades, ew_costs = _hold_atoms(
-            baseline, ew_atoms, ew_weights, test, symbol_returns, column, params.cost_rate
+        ew_net, ew_trades, ew_costs = hold_atoms(
+            baseline, ew_atoms, ew_weights, test, symbol_returns, column, tradable.to_numpy(), costs
         )
         bench_net = np.nan_to_num(held.loc[test, benchmark].to_numpy("float64"), nan=0.0)
         daily.append(pd.DataFrame({"strategy": strat_net, "equal_weight": ew_net, "benchmark": bench_net}, index=days))
@@ -379,14 +358,16 @@ def walk_forward(
                 "invested": bool(len(portfolio.atom_weights)),
                 "cash_because": portfolio.caps.get("cash_because"),
                 "turnover": float(strat_trades[0]),
+                "closed_out": strategy.closed_out,
                 "cost": float(strat_costs.sum()),
                 "equal_weight_turnover": float(ew_trades[0]),
                 "equal_weight_cost": float(ew_costs.sum()),
+                "equal_weight_closed_out": baseline.closed_out,
                 "return": window_stats["total_return"],
                 "sharpe": window_stats["sharpe"],
             }
         )
-    equity = _equity(pd.concat(daily), schedule[0][0])
+    equity = equity_curve(pd.concat(daily), schedule[0][0])
     window_table = pd.DataFrame(windows)
     trades = pd.concat(trading).rename_axis(DATE_INDEX_NAME)
     metrics = {curve: performance_metrics(returns_from_equity(equity[curve])) for curve in CURVES}
@@ -404,6 +385,11 @@ def walk_forward(
     )
 
 
+def _portfolio_at(inputs: tuple, t: pd.Timestamp) -> Portfolio:
+    panel, values, params, ratings, eligible = inputs
+    return build_portfolio(panel.loc[:t], values.loc[:t], t, params, ratings, eligible)
+
+
 def rebalance_schedule(first: pd.Timestamp, last: pd.Timestamp, params: BacktestParams) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
     """(rebalance date, last held day) pairs: every step_days from first + warm-up - 1 to before `last`."""
     t0 = first + pd.Timedelta(days=params.warmup_days - 1)
@@ -417,27 +403,12 @@ def rebalance_schedule(first: pd.Timestamp, last: pd.Timestamp, params: Backtest
     return [(t, min(end, nxt)) for t, end, nxt in zip(dates, ends, dates[1:] + [last])]
 
 
-def _hold_atoms(
-    book: _Book,
-    atoms: AtomSet,
-    atom_weights: pd.Series,
-    test: np.ndarray,
-    symbol_returns: np.ndarray,
-    column: dict[str, int],
-    cost_rate: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    ids = atoms.ids
-    positions = atoms.positions.iloc[:-1].loc[test, ids].to_numpy("float64")  # drop the extra next day
-    atom_returns = atoms.returns.loc[test, ids].to_numpy("float64")
-    atom_symbol = np.array([column[a.symbol] for a in atoms.atoms], dtype="int64")
-    weights = atom_weights.reindex(ids).fillna(0.0).to_numpy("float64")
-    return book.hold(atom_returns, positions, atom_symbol, symbol_returns, weights, cost_rate)
-
-
-def _equity(net: pd.DataFrame, start: pd.Timestamp) -> pd.DataFrame:
-    growth = (1.0 + net).cumprod()
-    origin = pd.DataFrame({c: [1.0] for c in net.columns}, index=pd.DatetimeIndex([start], name=DATE_INDEX_NAME))
-    return pd.concat([origin, growth]).rename_axis(DATE_INDEX_NAME)
+def equal_weight_pool(tradable: pd.Series, t: pd.Timestamp, eligible: pd.DataFrame | None) -> list[str]:
+    """The baseline's symbols at `t`: every symbol with a bar on `t` (and eligible on `t`)."""
+    pool = tradable
+    if eligible is not None:
+        pool = pool & eligible_on(eligible, t).reindex(tradable.index, fill_value=False)
+    return list(tradable.index[pool.to_numpy()])
 
 
 def _trading_stats(rebalance_turnover: pd.Series, daily_trade: pd.Series, daily_cost: pd.Series) -> dict:

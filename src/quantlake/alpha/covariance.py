@@ -12,13 +12,31 @@ Two estimators, chosen by name:
 
 The fourth-moment term sum_ij sum_t x_ti^2 x_tj^2 that sklearn forms as ``(X**2).T @ X**2``
 equals sum_t (sum_i x_ti^2)^2, an O(T n) sum instead of an O(T n^2) product.
+
+Missing days (``observed_covariance``). A NaN cell is a day the asset did not trade. It is
+never read as a zero return (that would shrink the variance of a young or halted asset in
+proportion to its missing days and make every risk-based optimizer overweight it). The
+estimate uses the observed days, pairwise-complete: each variance over the asset's observed
+days, each covariance over the days both assets were observed (``DataFrame.cov`` with
+``min_periods``; a pair with fewer common days counts as uncorrelated). Ledoit-Wolf on such
+data shrinks the biased pairwise covariance towards ``mu * I`` with an intensity from the
+observed days: every pair's contribution to the LW noise term is the mean of its squared
+centred cross-products over the days it was observed, divided by the window length T - the
+LW intensity the window would have if the missing days had been observed and looked like the
+observed ones (so missing days add no shrinkage of their own, and adding leading missing days
+to an asset leaves the estimate of a stationary series unchanged). A pairwise-complete matrix
+can be indefinite; the intensity (0 for ``sample``) is then raised just enough that the
+smallest eigenvalue is ``PD_FLOOR * mu``: the result is always symmetric positive definite.
+With no missing day, ``observed_covariance`` is exactly ``estimate_covariance``.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 COVARIANCE_ESTIMATORS = ("ledoit_wolf", "sample")
+PD_FLOOR = 1e-10  # smallest eigenvalue of a repaired pairwise covariance, relative to the mean variance
 
 
 def ledoit_wolf_covariance(returns: np.ndarray) -> tuple[np.ndarray, float]:
@@ -67,6 +85,71 @@ def estimate_covariance(returns: np.ndarray, method: str) -> np.ndarray:
     # X'X is symmetric in exact arithmetic; make it symmetric in floating point too, so the
     # optimizers see the same matrix whichever triangle they read.
     return (cov + cov.T) / 2.0
+
+
+def observed_covariance(returns: np.ndarray, method: str, min_periods: int = 2) -> np.ndarray:
+    """Covariance of a (T x n) array whose NaN cells are unobserved days, by the named estimator.
+
+    Pairwise-complete on the observed days (module docstring); every column needs at least
+    `min_periods` observed values. Symmetric positive definite whenever a cell is missing;
+    with no NaN, exactly `estimate_covariance(returns, method)`.
+    """
+    x = np.asarray(returns, dtype=float)
+    observed = ~np.isnan(x)
+    if observed.all():
+        return estimate_covariance(x, method)
+    if method not in COVARIANCE_ESTIMATORS:
+        raise ValueError(f"unknown covariance estimator {method!r}; choose one of {list(COVARIANCE_ESTIMATORS)}")
+    counts = observed.T.astype(float) @ observed.astype(float)  # common observed days of each pair
+    short = np.flatnonzero(np.diag(counts) < max(min_periods, 2))
+    if short.size:
+        raise ValueError(f"columns {short.tolist()} have fewer than {max(min_periods, 2)} observed values")
+    # the one pairwise kernel (ddof=1 over the common days); NaN where too few common days
+    sample = pd.DataFrame(x).cov(min_periods=max(min_periods, 2)).to_numpy(dtype=float)
+    sample = np.where(np.isfinite(sample), sample, 0.0)  # never observed together: uncorrelated
+    if method == "sample":
+        cov, intensity = sample, 0.0
+    else:
+        cov = sample * np.where(counts > 1, (counts - 1.0) / np.maximum(counts, 1.0), 0.0)  # biased, as LW
+        intensity = _observed_lw_intensity(x, observed, counts, cov)
+    cov = _shrunk_positive_definite(cov, intensity)
+    return (cov + cov.T) / 2.0
+
+
+def _observed_lw_intensity(x: np.ndarray, observed: np.ndarray, counts: np.ndarray, emp: np.ndarray) -> float:
+    """Ledoit-Wolf intensity of a pairwise covariance `emp`, from the observed days only.
+
+    sklearn's beta = (1/p) sum_ij (1/T) mean_t (x_ti x_tj - s_ij)^2 with the mean over the
+    days the pair was observed (the same when nothing is missing); delta = ||emp - mu I||^2 / p.
+    """
+    n_samples, n_features = x.shape
+    if n_features == 1:
+        return 0.0
+    z = np.where(observed, x - np.nanmean(x, axis=0), 0.0)  # centred, 0 where unobserved
+    together = np.maximum(counts, 1.0)
+    cross = (z.T @ z) / together  # mean cross-product over the common days
+    squares = z * z
+    spread = np.where(counts > 0, (squares.T @ squares) / together - cross**2, 0.0)
+    mu = np.trace(emp) / n_features
+    beta = float(spread.sum()) / (n_features * n_samples)
+    off = emp.copy()
+    off.flat[:: n_features + 1] -= mu
+    delta = float(np.einsum("ij,ij->", off, off)) / n_features
+    beta = min(beta, delta)
+    return 0.0 if beta <= 0 else beta / delta
+
+
+def _shrunk_positive_definite(cov: np.ndarray, intensity: float) -> np.ndarray:
+    """(1 - a) cov + a mu I with a >= intensity raised just enough to be positive definite."""
+    n = cov.shape[0]
+    mu = float(np.trace(cov)) / n
+    lowest = float(np.linalg.eigvalsh((cov + cov.T) / 2.0)[0])
+    floor = PD_FLOOR * mu
+    if (1.0 - intensity) * lowest + intensity * mu < floor:  # the eigenvalues shrink linearly to mu
+        intensity = (floor - lowest) / (mu - lowest)
+    out = (1.0 - intensity) * cov
+    out.flat[:: n + 1] += intensity * mu
+    return out
 
 
 def correlation_from_covariance(cov: np.ndarray) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Long-only portfolio optimizers of the Alpha Cycle (scikit-learn / skfolio style estimators).
 
 Every optimizer is an estimator: ``fit(X, clusters=None) -> self`` with ``X`` a DataFrame of
-daily simple returns (dates x assets, no NaN) and ``clusters`` an optional Series
+daily simple returns (dates x assets; NaN = a day the asset was not observed, e.g. before its
+listing: never read as a zero) and ``clusters`` an optional Series
 asset -> cluster label. After ``fit``, ``weights_`` is a Series indexed like ``X.columns``
 (same order), long-only, summing to 1, within the caps:
 
@@ -13,8 +14,16 @@ asset -> cluster label. After ``fit``, ``weights_`` is a Series indexed like ``X
 - The other heuristics (and ``hrp`` for the cluster cap) compute their raw weights and then
   cap them by iterative capping and proportional redistribution (``cap_weights``).
 
-Assets whose returns are constant over the window (zero variance: a stalled series) carry no
-risk information; every method gives them weight 0 and lists them in ``zero_variance_``.
+Assets whose observed returns are constant over the window (zero variance: a stalled series)
+or that have fewer than 2 observed returns carry no risk information; every method gives them
+weight 0 and lists them in ``zero_variance_``.
+
+Missing days: the covariance comes from ``covariance.observed_covariance`` (pairwise-complete
+on the observed days, see there) and max_sharpe's expected returns are the means over each
+asset's observed days, so an asset's missing days never make it look safer: adding leading
+missing days to an asset whose observed returns are a sample of the same process leaves its
+weight unchanged (Ledoit-Wolf) or lowers it (sample covariance, whose ddof=1 variance grows a
+little with fewer days); tests/test_optimize.py checks this for every method.
 
 Definitions shared with the reference libraries (the tests check them against PyPortfolioOpt
 and skfolio): covariance = sklearn's Ledoit-Wolf (default) or the ddof=1 sample covariance;
@@ -38,7 +47,7 @@ from sklearn.base import BaseEstimator
 from quantlake.alpha.covariance import (
     COVARIANCE_ESTIMATORS,
     correlation_from_covariance,
-    estimate_covariance,
+    observed_covariance,
 )
 from quantlake.contracts import QuantlakeError
 
@@ -71,13 +80,10 @@ def _returns_array(X: Any) -> np.ndarray:
     except (TypeError, ValueError) as exc:
         bad = [str(c) for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
         raise OptimizationError(f"returns columns are not numeric: {bad}") from exc
-    bad_cells = ~np.isfinite(values)
+    bad_cells = np.isinf(values)
     if bad_cells.any():
         bad = [str(c) for c in X.columns[bad_cells.any(axis=0)]]
-        raise OptimizationError(
-            f"returns contain NaN or infinite values in columns {bad}; drop or filter these "
-            "assets for the window before optimizing"
-        )
+        raise OptimizationError(f"returns contain infinite values in columns {bad}")
     return values
 
 
@@ -519,10 +525,15 @@ class PortfolioOptimizer(BaseEstimator):
             raise OptimizationError("max_cluster_weight < 1 needs clusters (a Series asset -> label)")
         codes = None if clusters is None else _cluster_codes(clusters, columns)
 
-        active = np.ptp(values, axis=0) > 0
+        observed = np.isfinite(values)
+        with np.errstate(invalid="ignore"):
+            spread = np.where(observed, values, -np.inf).max(axis=0) - np.where(observed, values, np.inf).min(axis=0)
+        active = (observed.sum(axis=0) >= 2) & (spread > 0)
         self.zero_variance_ = list(columns[~active])
         if not active.any():
-            raise OptimizationError(f"every asset has constant returns over the window: {[str(c) for c in columns]}")
+            raise OptimizationError(
+                f"every asset has constant returns (or fewer than 2 observed) over the window: {[str(c) for c in columns]}"
+            )
         assets = columns[active]
         asset_cap = np.full(len(assets), max_weight)
         active_codes = np.zeros(len(assets), dtype=np.intp) if codes is None else pd.factorize(codes[active])[0]
@@ -530,7 +541,7 @@ class PortfolioOptimizer(BaseEstimator):
         cluster_cap = np.full(k, max_cluster_weight)
         _check_caps_feasible(assets, asset_cap, active_codes, cluster_cap)
 
-        cov = estimate_covariance(values[:, active], self.covariance)
+        cov = observed_covariance(values[:, active], self.covariance)
         if len(assets) == 1:
             weights = np.ones(1)
         else:
@@ -635,7 +646,7 @@ class MaximumSharpe(PortfolioOptimizer):
 
     def _allocate(self, returns, cov, asset_cap, codes, cluster_cap):
         _check_positive_definite(cov, self.covariance)
-        excess = returns.mean(axis=0) - float(self.risk_free)
+        excess = np.nanmean(returns, axis=0) - float(self.risk_free)  # over each asset's observed days
         return max_sharpe_weights(cov, excess, asset_cap, codes, cluster_cap)
 
 

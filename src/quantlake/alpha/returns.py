@@ -1,9 +1,13 @@
 """Daily return and traded-value panels built from certified bars (issue 5, item 3).
 
-The panel is a plain date x symbol matrix of simple close-to-close returns. A return is
-only defined between two consecutive UTC days that both have a bar: a symbol that skipped a
-day gets NaN on the day it resumes (never a multi-day return booked on one day), and NaN on
-days it has no bar (never a zero, never a forward-filled price).
+The panel is a plain date x symbol matrix of simple close-to-close returns, each bar's close
+over the symbol's previous bar's close. A symbol that skipped days (a halt, a missing day,
+the exchange-wide outage of a whole day) gets NaN on the days without a bar (never a zero,
+never a forward-filled price) and, on the day it trades again, the whole move across the gap
+(close on resumption / last close before the gap - 1): P&L is never lost across a gap, so a
+buy-and-hold of one symbol compounds to its price ratio. The first bar has no return (NaN).
+So NaN always means "no bar that day", except on a symbol's first bar: `bars_at` tells which
+symbols have a bar on a day from the returns and traded-value panels together.
 
 Two doors, one kernel. `returns_matrix(bars)` / `traded_value_matrix(bars)` take bars already
 in memory as DataFrames; `returns_from_files(files)` / `panels_from_files(files)` read only the
@@ -59,6 +63,28 @@ def panels_from_files(files: Mapping[str, str | os.PathLike]) -> tuple[pd.DataFr
     return _panel(columns, _close_to_close_returns), _panel(columns, _traded_value)
 
 
+def bars_at(returns: pd.DataFrame, traded_value: pd.DataFrame | None, day: Any) -> pd.Series:
+    """symbol -> has a bar on `day` (a return or a traded value that day), over `returns.columns`.
+
+    On a day without any bar at all (an exchange-wide missing day) the answer is that of the
+    last earlier day with a bar: the last market close known on `day`. Only rows dated on or
+    before `day` are read (one or two rows in practice), so this is point in time.
+    """
+    day = to_day(day)
+    frames = [returns] if traded_value is None else [returns, traded_value]
+    days = returns.index[returns.index <= day]
+    if traded_value is not None:
+        days = days.union(traded_value.index[traded_value.index <= day])
+    for d in reversed(days):  # almost always the first day looked at has bars
+        has = pd.Series(False, index=returns.columns)
+        for frame in frames:
+            if d in frame.index:
+                has |= frame.loc[d].reindex(returns.columns).notna()
+        if has.any():
+            return has
+    return pd.Series(False, index=returns.columns, dtype=bool)
+
+
 def to_day(value: Any) -> pd.Timestamp:
     """A UTC calendar day as the panel labels it: tz-naive midnight (from a date, str, Timestamp)."""
     if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
@@ -105,11 +131,11 @@ def _floats(values: pd.Series | np.ndarray) -> np.ndarray:
 
 
 def _close_to_close_returns(ts: np.ndarray, columns: Columns) -> np.ndarray:
+    """close / previous bar's close - 1, across a gap too (booked on the day trading resumes)."""
     close = _floats(columns["close"])
     out = np.full(close.shape, np.nan)
     if close.size > 1:
-        adjacent = np.diff(ts) == DAY_MS  # both this day and the previous calendar day have a bar
-        out[1:] = np.where(adjacent, close[1:] / close[:-1] - 1.0, np.nan)
+        out[1:] = close[1:] / close[:-1] - 1.0
     return out
 
 

@@ -2,6 +2,10 @@
 
 `select_assets` looks only at rows dated on or before `as_of`:
 
+0. The pool: only symbols with a bar on `as_of` (`returns.bars_at`: a symbol that is delisted,
+   halted or not yet listed cannot be bought at that close), and, when a point-in-time
+   universe `eligible` (date x symbol, bool) is given, only those it marks eligible on
+   `as_of`. Every other symbol is vetoed with the reason (`pool_vetoes`).
 1. Features over the train window (the `train_days` calendar days ending at `as_of`), from each
    symbol's observed returns: annualised momentum and volatility, efficiency ratio,
    permutation entropy, Hurst exponent, skew, excess kurtosis, CVaR, median traded value
@@ -31,7 +35,7 @@ from scipy.spatial.distance import squareform
 from quantlake.alpha import signals
 from quantlake.alpha._params import check, from_plain_dict
 from quantlake.alpha.metrics import PERIODS_PER_YEAR
-from quantlake.alpha.returns import to_day
+from quantlake.alpha.returns import bars_at, to_day
 from quantlake.contracts import ContractError
 
 RATING_COLUMNS = {"rating_all": "recommend_all", "rating_ma": "recommend_ma", "rating_other": "recommend_other"}
@@ -158,8 +162,13 @@ def select_assets(
     as_of: Any,
     params: SelectionParams,
     ratings: pd.DataFrame | None = None,
+    eligible: pd.DataFrame | None = None,
 ) -> Selection:
-    """Score, veto, cluster and pick symbols from the data dated on or before `as_of`."""
+    """Score, veto, cluster and pick symbols from the data dated on or before `as_of`.
+
+    `eligible`: optional point-in-time universe (index dates, columns symbols, bool); a symbol
+    enters the pool only if it is eligible on `as_of` (and has a bar that day).
+    """
     if not isinstance(returns.index, pd.DatetimeIndex):
         raise ContractError(f"select_assets: the returns matrix needs a DatetimeIndex of days, got {type(returns.index).__name__}")
     as_of = to_day(as_of)
@@ -171,12 +180,12 @@ def select_assets(
     features = window_features(window, value_window, params)
     features = features.join(latest_ratings(ratings, start, as_of).reindex(features.index))
     features = features.reindex(columns=list(FEATURE_COLUMNS))
-    vetoes = veto_reasons(features, params, start, as_of)
-    eligible = [s for s in features.index if s not in vetoes]
-    scores = composite_score(features.loc[eligible], params.score_weights)
-    history = returns.loc[returns.index <= as_of, eligible]
+    vetoes = {**veto_reasons(features, params, start, as_of), **pool_vetoes(returns, traded_value, as_of, eligible)}
+    passing = [s for s in features.index if s not in vetoes]
+    scores = composite_score(features.loc[passing], params.score_weights)
+    history = returns.loc[returns.index <= as_of, passing]
     clusters = cluster_symbols(history, as_of, params, scores)
-    ranked = sorted(eligible, key=lambda s: (-scores[s], s))
+    ranked = sorted(passing, key=lambda s: (-scores[s], s))
     per_cluster: dict[int, int] = {}
     selected = []
     for sym in ranked:
@@ -264,6 +273,35 @@ def veto_reasons(
         if reasons:
             out[sym] = "; ".join(reasons)
     return out
+
+
+def pool_vetoes(
+    returns: pd.DataFrame, traded_value: pd.DataFrame, as_of: pd.Timestamp, eligible: pd.DataFrame | None = None
+) -> dict[str, str]:
+    """symbol -> why it is outside the pool at `as_of`: no bar that day, or not in the universe."""
+    day = as_of.date()
+    trading = bars_at(returns, traded_value, as_of)
+    out = {s: f"no bar on {day}: not trading (delisted, halted or not listed yet)" for s in trading.index[~trading.to_numpy()]}
+    if eligible is not None:
+        member = eligible_on(eligible, as_of).reindex(returns.columns, fill_value=False)
+        for s in member.index[~member.to_numpy()]:
+            out[s] = "; ".join(filter(None, [out.get(s), f"not in the point-in-time universe on {day}"]))
+    return out
+
+
+def eligible_on(eligible: pd.DataFrame, day: pd.Timestamp) -> pd.Series:
+    """symbol -> eligible on `day` from a date x symbol bool frame (a missing day is an error).
+
+    A symbol that is not a column of the frame is not eligible (callers reindex with False).
+    """
+    if not isinstance(eligible.index, pd.DatetimeIndex):
+        raise ContractError(f"eligible universe: expected a DatetimeIndex of days, got {type(eligible.index).__name__}")
+    if day not in eligible.index:
+        raise ContractError(f"eligible universe has no row for {day.date()}")
+    row = eligible.loc[day]
+    if row.dtype != bool:
+        raise ContractError(f"eligible universe: values must be bool, got {row.dtype} on {day.date()}")
+    return row
 
 
 # --------------------------------------------------------------------------- score

@@ -1,0 +1,35 @@
+"""map_ordered: the same results in the same order whatever the number of processes."""
+
+import os
+
+import pytest
+
+from quantlake.alpha.parallel import map_ordered, resolve_workers
+
+
+def _scaled(shared, item):
+    return (item * shared["factor"], os.getpid())
+
+
+def _fails(shared, item):
+    if item == 3:
+        raise ValueError(f"item {item} is bad")
+    return item
+
+
+def test_results_keep_the_order_of_the_items_whatever_the_workers():
+    items = list(range(12))
+    one = map_ordered(_scaled, items, 1, {"factor": 0.1})
+    assert [r for r, _ in one] == [i * 0.1 for i in items] and {p for _, p in one} == {os.getpid()}
+    two = map_ordered(_scaled, items, 2, {"factor": 0.1})
+    assert [r for r, _ in two] == [r for r, _ in one]
+    assert os.getpid() not in {p for _, p in two}  # really computed by other processes
+    assert map_ordered(_scaled, [], 2, {"factor": 1}) == []
+
+
+def test_errors_reach_the_caller_and_bad_counts_are_refused():
+    with pytest.raises(ValueError, match="item 3 is bad"):
+        map_ordered(_fails, list(range(6)), 2)
+    assert resolve_workers(0) == (os.cpu_count() or 1) and resolve_workers(3) == 3
+    with pytest.raises(ValueError, match="workers must be >= 0"):
+        resolve_workers(-1)
