@@ -67,12 +67,16 @@ def load_inputs(ref: InputRef):
     return _cache[ref.hashes]
 
 
-def run_point(ref: InputRef, point: Point) -> dict:
-    """One walk-forward; an exception becomes the point's recorded error."""
+def run_point(ref: InputRef, point: Point, single_process: bool = False) -> dict:
+    """One walk-forward; an exception becomes the point's recorded error. On a cluster each
+    point runs in one process (`backtest.workers: 1`): the cluster's workers are the pool, and
+    the result does not depend on the worker count."""
     from .stages import backtest_from_inputs
+    from .sweep import apply_overrides
 
+    params = apply_overrides(point.params, {"backtest.workers": 1}) if single_process else point.params
     try:
-        result = backtest_from_inputs(load_inputs(ref), point.params)
+        result = backtest_from_inputs(load_inputs(ref), params)
     except SweepInputError:
         raise  # the inputs are wrong for every point: stop the sweep
     except Exception as exc:  # noqa: BLE001 - a failing point must not sink the sweep
@@ -141,7 +145,7 @@ def _run_on_dask(ref: InputRef, points: list[Point], sweep: SweepParams, say) ->
                 plugin.allow_hosts = sorted({*plugin.allow_hosts, *(h for h in hosts if h)})
                 client.register_plugin(plugin)
                 say(f"sweep: {len(points)} points on {len(info.get('workers', {}))} Dask workers ({sweep.scheduler})")
-                futures = {client.submit(run_point, ref, p, key=f"sweep-point-{p.id}", pure=False): p.id for p in points}
+                futures = {client.submit(run_point, ref, p, True, key=f"sweep-point-{p.id}", pure=False): p.id for p in points}
                 outcomes: dict[str, dict] = {}
                 progress = _Progress(len(points), say)
                 for future in as_completed(futures):
