@@ -54,7 +54,7 @@ from typing import Callable, Iterable
 
 import yaml
 
-from .contracts import QuantlakeError, parse_date
+from .contracts import QuantlakeError
 from .storage import file_lock, read_json
 
 ALPHA_STAGES = ("snapshot", "returns", "select", "synthesize", "optimize", "backtest")
@@ -375,8 +375,9 @@ def publish(
     root = Path(root)
     tools = Tools(root)
     with file_lock(root / PUBLISH_LOCK, timeout=wait, what="another `quantlake publish`", on_wait=log):
-        params = _load_yaml(root / params_file)
-        as_of = parse_date((params.get("data") or {}).get("as_of"), field="data.as_of").isoformat()
+        from .params import load_params
+
+        as_of = load_params(root / params_file).as_of.isoformat()
         files = pipeline_files(_load_yaml(root / "dvc.yaml"))
 
         stale = describe_stale(tools.dvc_status())

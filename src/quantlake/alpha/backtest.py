@@ -42,10 +42,10 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from quantlake.alpha._params import check, from_plain_dict
+from quantlake.params_base import check, from_plain_dict
 from quantlake.alpha.covariance import COVARIANCE_ESTIMATORS
 from quantlake.alpha.metrics import PERIODS_PER_YEAR, performance_metrics, returns_from_equity
-from quantlake.alpha.optimize import LINKAGE_METHODS, OPTIMIZERS, OptimizationError, optimize_weights
+from quantlake.alpha.methods import LINKAGE_METHODS, OPTIMIZATION_METHODS
 from quantlake.alpha.returns import DATE_INDEX_NAME, to_day
 from quantlake.alpha.selection import Selection, SelectionParams, select_assets
 from quantlake.alpha.synthesis import AtomSet, SynthesisParams, synthesize
@@ -63,15 +63,15 @@ class OptimizationParams:
     SECTION: ClassVar[str] = "optimization"
 
     method: str = "hrp"
-    max_weight: float = 1.0
-    max_cluster_weight: float = 1.0
+    max_weight: float = 0.25  # per-atom cap
+    max_cluster_weight: float = 0.5  # per-cluster cap
     covariance: str = "ledoit_wolf"
     risk_free: float = 0.0
     linkage: str = "single"
 
     def __post_init__(self) -> None:
         s = self.SECTION
-        check(self.method in OPTIMIZERS, f"{s}.method: unknown method {self.method!r} (known: {list(OPTIMIZERS)})")
+        check(self.method in OPTIMIZATION_METHODS, f"{s}.method: unknown method {self.method!r} (known: {list(OPTIMIZATION_METHODS)})")
         check(self.covariance in COVARIANCE_ESTIMATORS,
               f"{s}.covariance: unknown estimator {self.covariance!r} (known: {list(COVARIANCE_ESTIMATORS)})")
         check(self.linkage in LINKAGE_METHODS, f"{s}.linkage: unknown linkage {self.linkage!r} (known: {list(LINKAGE_METHODS)})")
@@ -188,6 +188,14 @@ def build_portfolio(
     return Portfolio(as_of, train_start, selection, atoms, atom_weights, weights, caps)
 
 
+def optimize_weights(*args: Any, **kwargs: Any) -> pd.Series:
+    """`optimize.optimize_weights`, imported on first use (scipy and scikit-learn are slow to
+    import, and the params model imports this module)."""
+    from quantlake.alpha.optimize import optimize_weights as weights_of
+
+    return weights_of(*args, **kwargs)
+
+
 def optimize_atoms(
     atoms: AtomSet, clusters: pd.Series, start: pd.Timestamp, end: pd.Timestamp, params: OptimizationParams
 ) -> tuple[pd.Series, dict]:
@@ -201,6 +209,8 @@ def optimize_atoms(
     were selected for the caps to allow a fully invested portfolio, the caps are raised to
     the smallest feasible values (`feasible_caps`) instead of failing the rebalance.
     """
+    from quantlake.alpha.optimize import OptimizationError  # scipy + sklearn: imported when first used
+
     if not atoms.atoms:
         return pd.Series([], dtype="float64", name="weight"), {}
     train = atoms.returns.loc[(atoms.returns.index >= start) & (atoms.returns.index <= end)].fillna(0.0)

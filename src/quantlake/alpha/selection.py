@@ -25,11 +25,9 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 import pandas as pd
-from scipy.cluster.hierarchy import fcluster, linkage
-from scipy.spatial.distance import squareform
 
 from quantlake.alpha import signals
-from quantlake.alpha._params import check, from_plain_dict
+from quantlake.params_base import check, from_plain_dict
 from quantlake.alpha.metrics import PERIODS_PER_YEAR
 from quantlake.alpha.returns import to_day
 from quantlake.contracts import ContractError
@@ -298,6 +296,9 @@ def cluster_symbols(
     history: pd.DataFrame, as_of: pd.Timestamp, params: SelectionParams, scores: pd.Series
 ) -> pd.Series:
     """symbol -> cluster number; clusters are numbered by their best score (0 holds the best)."""
+    from scipy.cluster.hierarchy import fcluster, linkage  # scipy only when clustering
+    from scipy.spatial.distance import squareform
+
     symbols = sorted(history.columns)
     if not symbols:
         return pd.Series([], dtype="int64")

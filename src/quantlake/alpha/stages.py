@@ -13,7 +13,8 @@ CLI installs the network guard before calling any of them.
 
 `select`, `synthesize` and `optimize` together are `backtest.build_portfolio` cut at its
 seams (the same functions, in the same order, on the same inputs), run once at `as_of`;
-the backtest calls `build_portfolio` at every rebalance date.
+the backtest calls `build_portfolio` at every rebalance date. Every function takes the checked
+params model (`quantlake.params.Params`); `params.backtest` is the whole recipe.
 """
 
 from __future__ import annotations
@@ -27,12 +28,12 @@ import pyarrow.parquet as pq
 
 from ..storage import atomic_write_bytes, atomic_write_json, read_json, table_to_parquet_bytes
 from .backtest import CURVES, optimize_atoms, recipe_inputs, walk_forward
-from .provenance import backtest_params, stamp
+from ..params import Params
+from .provenance import stamp
 from .returns import DATE_INDEX_NAME, panels_from_files
 from .selection import select_assets
 from .snapshot import Snapshot, load_snapshot, take_snapshot
 from .synthesis import Atom, AtomSet, synthesize
-from .tearsheet import render_tearsheet
 
 RETURNS = "returns_matrix.parquet"
 TRADED_VALUE = "traded_value.parquet"
@@ -67,7 +68,7 @@ def run_snapshot(lakehouse: Path, out: Path, as_of: dt.date) -> Snapshot:
     return take_snapshot(lakehouse, out, as_of)
 
 
-def run_returns(snapshot_dir: Path, alpha_dir: Path, params: dict) -> pd.DataFrame:
+def run_returns(snapshot_dir: Path, alpha_dir: Path, params: Params) -> pd.DataFrame:
     snap = load_snapshot(snapshot_dir)
     prov = stamp(snap.snapshot_id, params, sections=())
     # one read of the three needed columns per file (benchmarks/README.md, item 3)
@@ -85,18 +86,18 @@ def _inputs(alpha_dir: Path, snapshot_dir: Path):
     return snap, as_of, known_returns, known_value
 
 
-def run_select(alpha_dir: Path, snapshot_dir: Path, params: dict) -> dict:
+def run_select(alpha_dir: Path, snapshot_dir: Path, params: Params) -> dict:
     snap, as_of, returns, traded_value = _inputs(alpha_dir, snapshot_dir)
-    recipe = backtest_params(params)
+    recipe = params.backtest
     selection = select_assets(returns, traded_value, as_of, recipe.selection, snap.features())
     doc = {**stamp(snap.snapshot_id, params, sections=("selection",)), **selection.to_dict()}
     atomic_write_json(alpha_dir / SELECTION, doc)
     return doc
 
 
-def run_synthesize(alpha_dir: Path, snapshot_dir: Path, params: dict) -> AtomSet:
+def run_synthesize(alpha_dir: Path, snapshot_dir: Path, params: Params) -> AtomSet:
     snap, as_of, returns, _ = _inputs(alpha_dir, snapshot_dir)
-    recipe = backtest_params(params)
+    recipe = params.backtest
     selected = read_json(alpha_dir / SELECTION)["selected"]
     atoms = synthesize(returns, selected, recipe.synthesis)
     out = alpha_dir / ATOMS
@@ -126,9 +127,9 @@ def read_atoms(alpha_dir: Path) -> AtomSet:
     )
 
 
-def run_optimize(alpha_dir: Path, snapshot_dir: Path, params: dict) -> dict:
+def run_optimize(alpha_dir: Path, snapshot_dir: Path, params: Params) -> dict:
     snap, as_of, _, _ = _inputs(alpha_dir, snapshot_dir)
-    recipe = backtest_params(params)
+    recipe = params.backtest
     selection = read_json(alpha_dir / SELECTION)
     clusters = pd.Series({s: int(c) for c, members in selection["clusters"].items() for s in members}, dtype="int64")
     atoms = read_atoms(alpha_dir)
@@ -149,10 +150,10 @@ def run_optimize(alpha_dir: Path, snapshot_dir: Path, params: dict) -> dict:
     return doc
 
 
-def run_backtest(alpha_dir: Path, snapshot_dir: Path, out_dir: Path, params: dict) -> dict:
+def run_backtest(alpha_dir: Path, snapshot_dir: Path, out_dir: Path, params: Params) -> dict:
     snap = load_snapshot(snapshot_dir)
     returns, traded_value = read_wide(alpha_dir / RETURNS), read_wide(alpha_dir / TRADED_VALUE)
-    recipe = backtest_params(params)
+    recipe = params.backtest
     result = walk_forward(returns, traded_value, recipe, snap.features())
     prov = stamp(snap.snapshot_id, params)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -163,5 +164,7 @@ def run_backtest(alpha_dir: Path, snapshot_dir: Path, out_dir: Path, params: dic
     atomic_write_bytes(out_dir / "weights.csv", result.weights.to_csv(index=False, date_format="%Y-%m-%d", float_format="%.10g").encode())
     atomic_write_bytes(out_dir / "windows.csv", result.windows.to_csv(index=False, date_format="%Y-%m-%d", float_format="%.10g").encode())
     title = f"quantlake backtest · {recipe.optimize.method} · as of {snap.manifest['as_of']} · run {prov['run_id'][:12]} · snapshot {snap.snapshot_id[:12]}"
+    from .tearsheet import render_tearsheet  # matplotlib: only here
+
     atomic_write_bytes(out_dir / "tearsheet.png", render_tearsheet(equity, result.weights, result.metrics, title))
     return metrics

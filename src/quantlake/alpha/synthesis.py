@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from quantlake.alpha._params import check, from_plain_dict
+from quantlake.params_base import check, from_plain_dict
 from quantlake.alpha.returns import to_day
 from quantlake.contracts import ContractError
 

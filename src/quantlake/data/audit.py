@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 
 from ..contracts import SCHEMA_VERSION, STATUSES, ContractError, SymbolId, ms_to_date, parse_date, validate_catalog, validate_ohlcv
 from ..lakehouse import AUDIT, CATALOG, CERTIFIED, Layers, merged_bars, read_repairs, recover_swap, swap_dir_into_place
+from ..params import AuditParams, DataParams, coerce_section
 from ..storage import atomic_write_bytes, atomic_write_json, bars_to_parquet_bytes, link_or_copy, sha256_bytes, sha256_file
 from ..storage import read_bars as read_bars_file
 from .repair import load_repair_log
@@ -47,29 +48,21 @@ class AuditFailure(Exception):
 
 @dataclass(frozen=True)
 class AuditConfig:
+    """What the gate needs of the `data` and `audit` sections (defaults and checks live there)."""
+
     as_of: dt.date
-    max_gap_days: int = 5
-    stale_days: int = 3
-    min_quality: float = 0.98
-    certify: tuple[str, ...] = ("ok", "degraded", "stale")
+    max_gap_days: int = DataParams.max_gap_days
+    stale_days: int = AuditParams.stale_days
+    min_quality: float = AuditParams.min_quality
+    certify: tuple[str, ...] = AuditParams.certify
 
     @classmethod
-    def from_params(cls, data_params: dict, audit_params: dict) -> "AuditConfig":
-        allowed = {"stale_days", "min_quality", "certify"}
-        unknown = set(audit_params) - allowed
-        if unknown:
-            raise ContractError(f"audit: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
-        certify = tuple(audit_params.get("certify", cls.certify))
-        bad = [s for s in certify if s not in STATUSES or s == "toxic"]
-        if bad:
-            raise ContractError(f"audit.certify: {bad} cannot be certified (choose from ok, degraded, stale)")
-        return cls(
-            as_of=parse_date(data_params.get("as_of"), field="data.as_of"),
-            max_gap_days=int(data_params.get("max_gap_days", cls.max_gap_days)),
-            stale_days=int(audit_params.get("stale_days", cls.stale_days)),
-            min_quality=float(audit_params.get("min_quality", cls.min_quality)),
-            certify=certify,
-        )
+    def from_params(cls, data: DataParams, audit: AuditParams | None = None) -> "AuditConfig":
+        data, audit = coerce_section(DataParams, data), coerce_section(AuditParams, audit or {})
+        if data.as_of is None:
+            raise ContractError("data.as_of: required")
+        return cls(as_of=data.as_of, max_gap_days=data.max_gap_days, stale_days=audit.stale_days,
+                   min_quality=audit.min_quality, certify=audit.certify)
 
 
 def quality_score(rows: int, start_date: str | None, end_date: str | None, quarantined: int) -> float:
