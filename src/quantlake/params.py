@@ -10,10 +10,10 @@ reported together in one `ParamsError` naming each full key, e.g.
     data          DataParams          (nested: data.sim, data.binance, data.archive, data.files)
     repair        RepairParams
     audit         AuditParams
-    selection     alpha.selection.SelectionParams
-    synthesis     alpha.synthesis.SynthesisParams
-    optimization  alpha.backtest.OptimizationParams
-    backtest      alpha.backtest.BacktestParams  (the recipe: its selection / synthesis /
+    selection     alpha.sections.SelectionParams
+    synthesis     alpha.sections.SynthesisParams
+    optimization  alpha.sections.OptimizationParams
+    backtest      alpha.sections.BacktestParams  (the recipe: its selection / synthesis /
                                                    optimize fields are the sections above)
 
 A new section is one dataclass with a `SECTION` name, added to `SECTIONS` (and to `Params`).
@@ -33,9 +33,7 @@ from typing import Any, ClassVar, Mapping
 
 import yaml
 
-from .alpha.backtest import BacktestParams, OptimizationParams
-from .alpha.selection import SelectionParams
-from .alpha.synthesis import SynthesisParams
+from .alpha.sections import BacktestParams, OptimizationParams, SelectionParams, SynthesisParams
 from .contracts import STATUSES, ContractError, check_as_of
 from .data.quality import QualityRules
 from .params_base import ParamsError, build, check, coerce_section, from_plain_dict, to_plain

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-COVARIANCE_ESTIMATORS = ("ledoit_wolf", "sample")
+from quantlake.alpha.sections import COVARIANCE_ESTIMATORS  # noqa: F401 (the names live with the params)
 
 
 def ledoit_wolf_covariance(returns: np.ndarray) -> tuple[np.ndarray, float]:

@@ -40,7 +40,7 @@ from quantlake.alpha.covariance import (
     correlation_from_covariance,
     estimate_covariance,
 )
-from quantlake.alpha.methods import LINKAGE_METHODS, OPTIMIZATION_METHODS
+from quantlake.alpha.sections import LINKAGE_METHODS, OPTIMIZATION_METHODS
 from quantlake.contracts import QuantlakeError
 
 # Slack allowed when comparing weights with caps: weights are O(1) and the kernels keep the
@@ -649,7 +649,7 @@ OPTIMIZERS: dict[str, type[PortfolioOptimizer]] = {
     "cluster_two_layer": ClusterTwoLayer,
 }
 if tuple(OPTIMIZERS) != OPTIMIZATION_METHODS:  # one list of names, checked where they meet
-    raise ImportError(f"OPTIMIZERS {list(OPTIMIZERS)} differ from methods.OPTIMIZATION_METHODS {list(OPTIMIZATION_METHODS)}")
+    raise ImportError(f"OPTIMIZERS {list(OPTIMIZERS)} differ from sections.OPTIMIZATION_METHODS {list(OPTIMIZATION_METHODS)}")
 
 
 def _optimizer_class(method: str) -> type[PortfolioOptimizer]:
