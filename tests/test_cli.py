@@ -46,6 +46,7 @@ def test_discover_then_ingest_with_a_failing_symbol_and_strict_mode(project, cap
     assert main(["ingest"]) == 0
     err = capsys.readouterr().err
     assert "FAILED SIM:NOPEUSDT" in err and "3 fetched" in err and "1 failed" in err
+    assert "ingest: 4/4 symbols (100%)" in err  # stderr is not a terminal: plain progress lines, not tqdm
     assert main(["ingest", "--strict"]) == 1
     assert main(["audit"]) == 0
     assert "SIM:NOPEUSDT" in json.loads((project / "data/lakehouse/audit.json").read_text())["missing_candidates"]
@@ -147,3 +148,13 @@ def test_light_commands_do_not_import_the_heavy_libraries(sim_lakehouse, tmp_pat
     assert "HEAVY=\n" in out.stdout, out.stdout[-300:]
     if argv == ["snapshot"]:
         assert (tmp_path / "artifacts/snapshot/manifest.json").exists()
+
+
+def test_make_help_lists_every_target_with_a_description():
+    makefile = (ROOT / "Makefile").read_text()
+    targets = [line.split(":")[0] for line in makefile.splitlines() if line and line[0].isalpha() and ":" in line and "=" not in line.split(":")[0]]
+    out = subprocess.run(["make", "-s", "help"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    listed = {line.split()[1]: line.split(None, 2)[2] for line in out.stdout.splitlines()}
+    assert set(listed) == set(targets) and all(listed.values())
+    assert subprocess.run(["make", "-s"], cwd=ROOT, capture_output=True, text=True).stdout == out.stdout  # the default target

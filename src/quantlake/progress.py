@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Callable, TextIO
+from typing import Callable, Iterable, Iterator, TextIO, TypeVar
+
+T = TypeVar("T")
 
 PLAIN_EVERY_S = 5.0
 
@@ -62,3 +64,16 @@ def progress_bar(total: int, desc: str, unit: str, enabled: bool | None = None, 
 
         return tqdm(total=total, desc=desc, unit=unit, file=stream)
     return PlainProgress(total, desc, unit, stream=stream)
+
+
+def track(items: Iterable[T], total: int, desc: str, unit: str, enabled: bool | None = None) -> Iterator[T]:
+    """`items`, ticking a `progress_bar` after each one (whatever the loop body does)."""
+    bar = progress_bar(total, desc, unit, enabled)
+    try:
+        for item in items:
+            yield item
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()

@@ -87,7 +87,7 @@ def run_features(root: Path):
     layers = Layers(Path(root))
     state = StagingStore(layers.staging_bars, layers.quarantine).load_state()["symbols"]
     symbols = [SymbolId.parse(s) for s, e in state.items() if not e.get("toxic_reason") and e.get("rows")]
-    return features_of(symbols, lambda sid: read_bars(layers, sid), layers.features)
+    return features_of(symbols, lambda sid: read_bars(layers, sid), layers.features, progress=None)
 
 
 def run_audit(params: Params, root: Path, candidates: Path | None = None):
