@@ -16,7 +16,8 @@ reported together in one `ParamsError` naming each full key, e.g.
     backtest      alpha.sections.BacktestParams  (the recipe: its selection / synthesis /
                                                    optimize fields are the sections above)
 
-A new section is one dataclass with a `SECTION` name, added to `SECTIONS` (and to `Params`).
+A new section is one frozen dataclass deriving from `params_base.Section` with a `SECTION`
+name, added to `SECTIONS` (and to `Params`).
 
 `data.as_of` means one thing everywhere: the last closed UTC day the lakehouse covers. Given
 the clock (`now`, used for this check only and never stored), `load_params` refuses a day
@@ -36,7 +37,7 @@ import yaml
 from .alpha.sections import BacktestParams, OptimizationParams, SelectionParams, SynthesisParams
 from .contracts import STATUSES, ContractError, check_as_of
 from .data.quality import QualityRules
-from .params_base import ParamsError, build, check, coerce_section, from_plain_dict, to_plain
+from .params_base import ParamsError, Section, build, check, coerce_section, from_plain_dict, to_plain
 from .sources import available_sources
 from .sources.archive import ArchiveConfig
 from .sources.binance import BinanceConfig
@@ -47,7 +48,7 @@ PARAMS_FILE = "params.yaml"
 
 
 @dataclass(frozen=True)
-class DataParams:
+class DataParams(Section):
     """The `data` section: what the Data Cycle holds, where it comes from, its quality rules."""
 
     SECTION: ClassVar[str] = "data"
@@ -81,13 +82,9 @@ class DataParams:
     def rules(self) -> QualityRules:
         return QualityRules(**{f.name: getattr(self, f.name) for f in fields(QualityRules)})
 
-    @classmethod
-    def from_params(cls, d: dict) -> "DataParams":
-        return from_plain_dict(cls, d, cls.SECTION)
-
 
 @dataclass(frozen=True)
-class RepairParams:
+class RepairParams(Section):
     """The `repair` section: how much gap repair a run may do (`data/repair.py`)."""
 
     SECTION: ClassVar[str] = "repair"
@@ -104,16 +101,12 @@ class RepairParams:
         check(self.retry_after_days >= 0, f"{s}.retry_after_days must be >= 0, got {self.retry_after_days}")
         check(self.outage_min_symbols >= 2, f"{s}.outage_min_symbols must be >= 2, got {self.outage_min_symbols}")
 
-    @classmethod
-    def from_params(cls, d: dict) -> "RepairParams":
-        return from_plain_dict(cls, d, cls.SECTION)
-
 
 CERTIFIABLE = tuple(s for s in STATUSES if s != "toxic")
 
 
 @dataclass(frozen=True)
-class AuditParams:
+class AuditParams(Section):
     """The `audit` section: the gate's status rules (`data/audit.py`)."""
 
     SECTION: ClassVar[str] = "audit"
@@ -130,10 +123,6 @@ class AuditParams:
         check(not bad, f"{s}.certify: {bad} cannot be certified (choose from {', '.join(CERTIFIABLE)})")
         check(len(self.certify) >= 1, f"{s}.certify must list at least one status")
         check(len(set(self.certify)) == len(self.certify), f"{s}.certify lists a status twice: {list(self.certify)}")
-
-    @classmethod
-    def from_params(cls, d: dict) -> "AuditParams":
-        return from_plain_dict(cls, d, cls.SECTION)
 
 
 # section name in params.yaml -> its dataclass, in the order they are parsed

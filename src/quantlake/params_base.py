@@ -21,7 +21,7 @@ import datetime as dt
 import difflib
 import types
 import typing
-from typing import Any, Iterator, Mapping
+from typing import Any, ClassVar, Iterator, Mapping, Self
 
 from quantlake.contracts import ContractError, parse_date
 
@@ -40,6 +40,17 @@ class ParamsError(ContractError):
         if len(lines) > 1:
             lines.insert(0, f"{source or 'params'}: {len(lines)} problems")
         super().__init__("\n  ".join(lines))
+
+
+class Section:
+    """Base of every params section (a frozen dataclass): `SECTION` is its full name in
+    params.yaml (e.g. "data.binance"), `from_params` builds it from that section's mapping."""
+
+    SECTION: ClassVar[str] = ""
+
+    @classmethod
+    def from_params(cls, d: Any) -> Self:
+        return from_plain_dict(cls, d, cls.SECTION)
 
 
 def check(condition: bool, message: str) -> None:

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from quantlake.params_base import check, from_plain_dict
+from quantlake.params_base import Section, check
 
 # --------------------------------------------------------------------------- names
 
@@ -60,7 +60,7 @@ DEFAULT_SCORE_WEIGHTS = (
 
 
 @dataclass(frozen=True)
-class SelectionParams:
+class SelectionParams(Section):
     """The `selection` section of params.yaml. Windows are calendar days ending at as_of."""
 
     SECTION: ClassVar[str] = "selection"
@@ -99,9 +99,6 @@ class SelectionParams:
         unknown = sorted(k for k, _ in self.score_weights if k not in SCORED_FEATURES)
         check(not unknown, f"{s}.score_weights: unknown feature(s) {unknown} (known: {list(SCORED_FEATURES)})")
 
-    @classmethod
-    def from_params(cls, d: dict) -> "SelectionParams":
-        return from_plain_dict(cls, d, cls.SECTION)
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
@@ -111,7 +108,7 @@ class SelectionParams:
 
 
 @dataclass(frozen=True)
-class SynthesisParams:
+class SynthesisParams(Section):
     """The `synthesis` section of params.yaml."""
 
     SECTION: ClassVar[str] = "synthesis"
@@ -133,9 +130,6 @@ class SynthesisParams:
         check(self.trend_lookback >= 2, f"{s}.trend_lookback must be >= 2, got {self.trend_lookback}")
         check(self.momentum_lookback >= 1, f"{s}.momentum_lookback must be >= 1, got {self.momentum_lookback}")
 
-    @classmethod
-    def from_params(cls, d: dict) -> "SynthesisParams":
-        return from_plain_dict(cls, d, cls.SECTION)
 
     def to_dict(self) -> dict:
         return {
@@ -147,7 +141,7 @@ class SynthesisParams:
 
 
 @dataclass(frozen=True)
-class OptimizationParams:
+class OptimizationParams(Section):
     """The `optimize` section: passed to `optimize_weights` (risk_free is an annual rate)."""
 
     SECTION: ClassVar[str] = "optimization"
@@ -169,13 +163,9 @@ class OptimizationParams:
         check(0 < self.max_cluster_weight <= 1, f"{s}.max_cluster_weight must be in (0, 1], got {self.max_cluster_weight}")
         check(math.isfinite(self.risk_free) and self.risk_free > -1, f"{s}.risk_free must be a rate > -1, got {self.risk_free}")
 
-    @classmethod
-    def from_params(cls, d: dict) -> "OptimizationParams":
-        return from_plain_dict(cls, d, cls.SECTION)
-
 
 @dataclass(frozen=True)
-class BacktestParams:
+class BacktestParams(Section):
     """The recipe and the walk-forward: `backtest` keys plus nested selection/synthesis/optimize."""
 
     SECTION: ClassVar[str] = "backtest"
@@ -202,9 +192,6 @@ class BacktestParams:
         )
         check(self.fee_bps >= 0 and self.slippage_bps >= 0, f"{s}.fee_bps and {s}.slippage_bps must be >= 0")
 
-    @classmethod
-    def from_params(cls, d: dict) -> "BacktestParams":
-        return from_plain_dict(cls, d, cls.SECTION)
 
     @property
     def cost_rate(self) -> float:

@@ -43,7 +43,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from ..contracts import DAY_MS, ContractError, SymbolId, empty_bars, ms_to_date
-from ..params_base import check, from_plain_dict
+from ..params_base import Section, check
 from .base import Market, SourceError
 from .binance import EXCHANGE, BinanceConfig, BinanceSource
 from .files import BarFile, market_from_bars, split_pair
@@ -56,7 +56,7 @@ _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
 @dataclass(frozen=True)
-class ArchiveConfig:
+class ArchiveConfig(Section):
     """The `data.archive` params section."""
 
     SECTION: ClassVar[str] = "data.archive"
@@ -73,9 +73,6 @@ class ArchiveConfig:
         check(self.retries >= 0, f"{s}.retries must be >= 0, got {self.retries}")
         check(self.timeout_s > 0, f"{s}.timeout_s must be > 0, got {self.timeout_s}")
 
-    @classmethod
-    def from_params(cls, d: dict) -> "ArchiveConfig":
-        return from_plain_dict(cls, d, cls.SECTION)
 
     @property
     def is_url(self) -> bool:

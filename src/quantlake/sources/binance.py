@@ -36,7 +36,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from ..contracts import DAY_MS, ContractError, SymbolId, date_to_ms, empty_bars, ms_to_date
-from ..params_base import check, from_plain_dict
+from ..params_base import Section, check
 from .base import Market, SourceError
 from .klines import clip_days, klines_to_bars, parse_kline_rows, sort_unique
 from .ratelimit import WeightPacer
@@ -51,7 +51,7 @@ WEIGHT_TICKER_ALL = 80
 
 
 @dataclass(frozen=True)
-class BinanceConfig:
+class BinanceConfig(Section):
     """The `data.binance` params section."""
 
     SECTION: ClassVar[str] = "data.binance"
@@ -75,10 +75,6 @@ class BinanceConfig:
             check(getattr(self, name) > 0, f"{s}.{name} must be > 0, got {getattr(self, name)}")
         for name in ("backoff_s", "max_backoff_s", "max_pause_s"):
             check(getattr(self, name) >= 0, f"{s}.{name} must be >= 0, got {getattr(self, name)}")
-
-    @classmethod
-    def from_params(cls, d: dict) -> "BinanceConfig":
-        return from_plain_dict(cls, d, cls.SECTION)
 
 
 class BinanceSource:

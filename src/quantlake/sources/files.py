@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from ..contracts import DAY_MS, OHLCV_COLUMNS, SYMBOL_RE, ContractError, SymbolId, date_to_ms, empty_bars, ms_to_date
-from ..params_base import check, from_plain_dict
+from ..params_base import Section, check
 from .base import Market, SourceError
 from .klines import clip_days, epoch_to_ms, klines_to_bars, read_kline_csv, sort_unique, to_floats, to_ints
 
@@ -58,7 +58,7 @@ _TIME_NAMES = ("timestamp", "date", "datetime", "time", "open_time")
 
 
 @dataclass(frozen=True)
-class FilesConfig:
+class FilesConfig(Section):
     """The `data.files` params section."""
 
     SECTION: ClassVar[str] = "data.files"
@@ -70,10 +70,6 @@ class FilesConfig:
         s = self.SECTION
         check(bool(self.path), f"{s}.path: expected a non-empty string")
         check(bool(SYMBOL_RE.match(f"{self.exchange}:CHECK")), f"{s}.exchange: {self.exchange!r} is not an exchange id (A-Z, 0-9)")
-
-    @classmethod
-    def from_params(cls, d: dict) -> "FilesConfig":
-        return from_plain_dict(cls, d, cls.SECTION)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..contracts import DAY_MS, ContractError, SymbolId, date_to_ms
-from ..params_base import check, from_plain_dict
+from ..params_base import Section, check
 from .base import Market, SourceError
 
 EXCHANGE = "SIM"
@@ -186,7 +186,7 @@ MAX_EXTRA_SYMBOLS = 20_000
 
 
 @dataclass(frozen=True)
-class SimConfig:
+class SimConfig(Section):
     """The `data.sim` params section."""
 
     SECTION: ClassVar[str] = "data.sim"
@@ -197,10 +197,6 @@ class SimConfig:
     def __post_init__(self) -> None:
         check(0 <= self.extra_symbols <= MAX_EXTRA_SYMBOLS,
               f"{self.SECTION}.extra_symbols must be in [0, {MAX_EXTRA_SYMBOLS}], got {self.extra_symbols}")
-
-    @classmethod
-    def from_params(cls, d: dict) -> "SimConfig":
-        return from_plain_dict(cls, d, cls.SECTION)
 
 
 class SimExchange:
