@@ -102,7 +102,7 @@ def test_every_stage_refuses_a_day_that_has_not_closed(project, capsys, monkeypa
     assert _files(project) == before
 
 
-@pytest.mark.parametrize("command", STAGE_COMMANDS)
+@pytest.mark.parametrize("command", [*STAGE_COMMANDS, "publish", "reproduce", "advance"])
 def test_every_command_explains_itself(command):
     from quantlake.cli import build_parser
 

@@ -648,7 +648,7 @@ def register(sub) -> None:
     )
     s.add_argument("--remote", action="append", help="DVC remote to push to (repeatable; default: the default remote)")
     s.add_argument("--git-push", nargs="?", const="origin", default=None, metavar="GIT_REMOTE", help="also push the branch and the tag (default remote: origin)")
-    s.add_argument("--lakehouse", default="data/lakehouse")
+    s.add_argument("--lakehouse", default="data/lakehouse", help="the lakehouse folder (default: %(default)s)")
     s.add_argument("--wait", type=float, default=600.0, help="seconds to wait for another publish to finish (default 600)")
     s.set_defaults(func=cmd_publish)
 
@@ -662,5 +662,5 @@ def register(sub) -> None:
     s.add_argument("--keep", action="store_true", help="keep the clone afterwards")
     s.add_argument("--remote", help="DVC remote to pull from (default: the default remote)")
     s.add_argument("--stages", nargs="+", choices=ALPHA_STAGES, help="re-run only these alpha stages (default: all)")
-    s.add_argument("--lakehouse", default="data/lakehouse")
+    s.add_argument("--lakehouse", default="data/lakehouse", help="the lakehouse folder (default: %(default)s)")
     s.set_defaults(func=cmd_reproduce)

@@ -45,6 +45,7 @@ from .sources.files import FilesConfig
 from .sources.sim import SimConfig
 
 PARAMS_FILE = "params.yaml"
+AS_OF_REQUIRED = "data.as_of: required (the last closed UTC day the lakehouse must cover)"
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,12 @@ class DataParams(Section):
         check(self.workers >= 1, f"{s}.workers must be >= 1, got {self.workers}")
         check(self.max_gap_days >= 0, f"{s}.max_gap_days must be >= 0, got {self.max_gap_days}")
         self.rules  # noqa: B018 - QualityRules checks its own ranges
+
+    def require_as_of(self) -> dt.date:
+        """`as_of`, which every stage needs (a partial `data` mapping may leave it out)."""
+        if self.as_of is None:
+            raise ParamsError(AS_OF_REQUIRED)
+        return self.as_of
 
     @property
     def rules(self) -> QualityRules:
@@ -155,8 +162,7 @@ class Params:
 
     @property
     def as_of(self) -> dt.date:
-        assert self.data.as_of is not None  # parse_params requires it
-        return self.data.as_of
+        return self.data.require_as_of()
 
     def plain(self, section: str) -> dict:
         """One section's own keys as plain JSON-able data (defaults filled in), for run ids."""
@@ -183,7 +189,7 @@ def parse_params(raw: Any, *, source: str = PARAMS_FILE, now: dt.datetime | None
         built[name] = build(cls, raw.get(name), name, problems, exclude=tuple(inherited), extra=extra)
     data = built["data"]
     if data is not None and data.as_of is None:
-        problems.append("data.as_of: required (the last closed UTC day the lakehouse must cover)")
+        problems.append(AS_OF_REQUIRED)
     elif data is not None and now is not None:
         try:
             check_as_of(data.as_of, now)

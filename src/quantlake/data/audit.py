@@ -16,6 +16,10 @@ Data quality score, in [0, 1]: ``coverage * cleanliness`` where
 and ``cleanliness = rows / (rows + quarantined)`` (the share of bars no gate had to touch,
 counting each quarantine event once). A toxic symbol scores 0.
 
+The lakehouse is published as of `data.as_of`: bars (and feature rows) after it are not part of
+that version (`bars_as_of`; staging keeps them when `as_of` moved back), and a symbol with no
+bar on or before it is listed under `empty_symbols`, as a fresh run at that day would.
+
 The new lakehouse is built in a temporary folder next to `data/lakehouse/` (unchanged bar
 files hard-linked from staging, not copied, where the filesystem allows), every certified file
 is validated once more, and the folder is swapped into place. If any certified file would
@@ -34,7 +38,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from ..contracts import SCHEMA_VERSION, STATUSES, ContractError, SymbolId, date_to_ms, ms_to_date, parse_date, validate_catalog, validate_ohlcv
+from ..contracts import SCHEMA_VERSION, STATUSES, SymbolId, date_to_ms, ms_to_date, parse_date, validate_catalog, validate_ohlcv
 from ..lakehouse import AUDIT, CATALOG, CERTIFIED, Layers, merged_bars, read_repairs, recover_swap, swap_dir_into_place
 from ..params import AuditParams, DataParams, coerce_section
 from ..storage import atomic_write_bytes, atomic_write_json, bars_to_parquet_bytes, link_or_copy, sha256_bytes, sha256_file
@@ -60,9 +64,7 @@ class AuditConfig:
     @classmethod
     def from_params(cls, data: DataParams, audit: AuditParams | None = None) -> "AuditConfig":
         data, audit = coerce_section(DataParams, data), coerce_section(AuditParams, audit or {})
-        if data.as_of is None:
-            raise ContractError("data.as_of: required")
-        return cls(as_of=data.as_of, max_gap_days=data.max_gap_days, stale_days=audit.stale_days,
+        return cls(as_of=data.require_as_of(), max_gap_days=data.max_gap_days, stale_days=audit.stale_days,
                    min_quality=audit.min_quality, certify=audit.certify)
 
 

@@ -52,9 +52,7 @@ class IngestConfig:
     @classmethod
     def from_params(cls, data: DataParams) -> "IngestConfig":
         data = coerce_section(DataParams, data)
-        if data.as_of is None:
-            raise ContractError("data.as_of: required")
-        return cls(as_of=data.as_of, start=data.start, freshness_hours=data.freshness_hours, workers=data.workers, rules=data.rules)
+        return cls(as_of=data.require_as_of(), start=data.start, freshness_hours=data.freshness_hours, workers=data.workers, rules=data.rules)
 
 
 @dataclass

@@ -80,10 +80,8 @@ class RepairConfig:
     @classmethod
     def from_params(cls, data: DataParams, repair: RepairParams | None = None) -> "RepairConfig":
         data, repair = coerce_section(DataParams, data), coerce_section(RepairParams, repair or {})
-        if data.as_of is None:
-            raise ContractError("data.as_of: required")
         return cls(
-            as_of=data.as_of,
+            as_of=data.require_as_of(),
             max_gap_days=data.max_gap_days,
             max_fills=repair.max_fills,
             symbol_budget_s=repair.symbol_budget_s,
