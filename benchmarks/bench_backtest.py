@@ -109,11 +109,11 @@ def child(contender: str, data: Path, step: int) -> None:
     import resource
 
     from quantlake.alpha import backtest
-    from quantlake.alpha.provenance import backtest_params
+    from quantlake.params import parse_params
 
     returns = pd.read_parquet(data / "returns.parquet")
     value = pd.read_parquet(data / "traded_value.parquet")
-    params = backtest_params(recipe_params(step))
+    params = parse_params(recipe_params(step)).backtest
     rss_before = current_rss_kib()
     optimizer = backtest.optimize_weights if contender == "quantlake" else pypfopt_hrp
     if contender == "PyPortfolioOpt":

@@ -17,14 +17,15 @@ from quantlake.alpha import stages
 from quantlake.alpha.backtest import todays_portfolio
 from quantlake.alpha.metrics import performance_metrics, returns_from_equity
 from quantlake.alpha.netguard import NetworkBlocked, block_network, unblock_network
-from quantlake.alpha.provenance import backtest_params
 from quantlake.alpha.snapshot import SnapshotError, load_snapshot, take_snapshot
 from quantlake.cli import main
+from quantlake.params import load_params, parse_params
 from quantlake.storage import atomic_write_json, read_json, sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 AS_OF = dt.date(2026, 11, 20)
-PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+PARAMS = load_params(ROOT / "params.yaml")
+RAW_PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
 def _tree(path: Path) -> dict:
@@ -155,7 +156,7 @@ def test_stage_outputs_are_todays_portfolio_from_the_same_functions(alpha_run):
     root, snap = alpha_run
     returns = stages.read_wide(root / "alpha" / stages.RETURNS)
     value = stages.read_wide(root / "alpha" / stages.TRADED_VALUE)
-    expected = todays_portfolio(returns, value, pd.Timestamp(AS_OF), backtest_params(PARAMS), snap.features())
+    expected = todays_portfolio(returns, value, pd.Timestamp(AS_OF), PARAMS.backtest, snap.features())
     doc = read_json(root / "alpha" / stages.PORTFOLIO)
     assert doc["weights"] == {s: float(w) for s, w in expected.weights.items()}
     assert doc["atom_weights"] == {a: float(w) for a, w in expected.atom_weights.items()}
@@ -216,6 +217,6 @@ def test_same_snapshot_and_params_give_byte_identical_outputs(alpha_run, tmp_pat
     run_alpha_stages(root / "snapshot", alpha, tmp_path / "backtest")
     assert _tree(alpha) == _tree(root / "alpha")
     assert _tree(tmp_path / "backtest") == _tree(root / "backtest")
-    other = {**PARAMS, "optimization": {**PARAMS["optimization"], "method": "min_variance"}}
+    other = parse_params({**RAW_PARAMS, "optimization": {**RAW_PARAMS["optimization"], "method": "min_variance"}})
     stages.run_optimize(alpha, root / "snapshot", other)
     assert read_json(alpha / "portfolio.json")["run_id"] != read_json(root / "alpha/portfolio.json")["run_id"]

@@ -195,3 +195,28 @@ def test_drift_on_a_head_extension_is_flagged_and_the_stored_bar_kept(tmp_path):
     run_audit(layers, AuditConfig(as_of=AS_OF))
     entry = read_json(layers.lakehouse / "catalog.json")["symbols"]["SIM:SOLUSDT"]
     assert entry["drift"] == ["2024-03-05"] and entry["status"] == "degraded"
+
+
+def test_moving_as_of_back_publishes_that_day_s_version_and_keeps_staging(staged, tmp_path):
+    early = AS_OF - dt.timedelta(days=31)
+    moved = copy_layers(staged, tmp_path / "moved")
+    staged_before = {p.name: sha256_file(p) for p in moved.staging_bars.glob("*.parquet")}
+    result = run_audit(moved, AuditConfig(as_of=early))
+    # a fresh Data Cycle run at that as_of, for comparison
+    fresh = Layers(tmp_path / "fresh" / "data")
+    sim = SimExchange(7)
+    ingest_symbols([SymbolId.parse(f"SIM:{s}") for s in SYMS], sim, StagingStore(fresh.staging_bars, fresh.quarantine),
+                   IngestConfig(as_of=early, start=dt.date(2020, 1, 1)), now=NOW, log=lambda m: None)
+    run_repair(fresh, sim, {"as_of": early.isoformat(), "start": "2020-01-01", "max_gap_days": 5}, {}, log=lambda m: None)
+    expected = run_audit(fresh, AuditConfig(as_of=early))
+
+    assert not [s for s, e in result.catalog["symbols"].items() if any("after as_of" in r for r in e["reasons"])]
+    assert set(result.certified["symbols"]) == set(expected.certified["symbols"])
+    assert result.report["by_status"]["toxic"] == expected.report["by_status"]["toxic"]
+    for sym, entry in expected.certified["symbols"].items():
+        got = read_bars(moved.lakehouse / result.certified["symbols"][sym]["file"])
+        assert got.equals(read_bars(fresh.lakehouse / entry["file"])), sym
+        assert result.catalog["symbols"][sym]["end_date"] == expected.catalog["symbols"][sym]["end_date"] <= early.isoformat()
+    # staging keeps the later bars for the next version
+    assert {p.name: sha256_file(p) for p in moved.staging_bars.glob("*.parquet")} == staged_before
+    assert run_audit(moved, AuditConfig(as_of=AS_OF)).certified == run_audit(copy_layers(staged, tmp_path / "again"), AuditConfig(as_of=AS_OF)).certified

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quantlake.alpha._params import ParamsError
+from quantlake.params_base import ParamsError
 from quantlake.alpha.backtest import (
     CURVES,
     BacktestParams,
@@ -39,7 +39,7 @@ BASE = {
         "max_entropy": 1.0, "min_efficiency": 0.0, "cluster_threshold": 0.3, "max_clusters": 4,
         "top_n": 2, "min_overlap_days": 15,
     },
-    "optimize": {"method": "inverse_vol"},
+    "optimize": {"method": "inverse_vol", "max_weight": 1.0, "max_cluster_weight": 1.0},
 }
 
 
@@ -292,9 +292,9 @@ def test_deterministic(run):
 def test_params_and_errors():
     with pytest.raises(ParamsError, match="step_days .* must not exceed"):
         params(step_days=30, test_days=20)
-    with pytest.raises(ParamsError, match="selection: unknown parameter.*'topn'"):
+    with pytest.raises(ParamsError, match=r"backtest.selection.topn: unknown key"):
         params(selection={"topn": 1})
-    with pytest.raises(ParamsError, match="backtest: unknown parameter.*'fees'"):
+    with pytest.raises(ParamsError, match=r"backtest.fees: unknown key \(did you mean fee_bps\?\)"):
         params(fees=1)
     returns, value = market()
     with pytest.raises(ContractError, match="warm-up days"):

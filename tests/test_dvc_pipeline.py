@@ -6,6 +6,28 @@ import sys
 import pytest
 from repo_tools import dvc, lake_files, make_project, run
 
+DATA_STAGES = ("discover", "ingest", "repair", "features", "audit", "report")
+ALL_STAGES = (*DATA_STAGES, "snapshot", "returns", "select", "synthesize", "optimize", "backtest")
+
+
+def changed_by_touching(path, env, module: str) -> set[str]:
+    """The stages `dvc status` calls stale, each naming `module` (or its folder) as a modified
+    dep, while `module` carries one more comment line (restored afterwards)."""
+    file = path / module
+    original = file.read_bytes()
+    file.write_bytes(original + b"# touched\n")
+    try:
+        status = json.loads(dvc(["status", "--json"], path, env).stdout)
+    finally:
+        file.write_bytes(original)
+    stale = set()
+    for stage, changes in status.items():
+        deps = [c["changed deps"] for c in changes if isinstance(c, dict) and "changed deps" in c]
+        assert any(k == module or module.startswith(k + "/") for d in deps for k in d), (stage, changes)
+        stale.add(stage.split(":")[-1])
+    return stale
+
+
 @pytest.fixture
 def repo(tmp_path):
     # a shorter history keeps the test fast; everything else is the repository's own files
@@ -48,6 +70,13 @@ def test_dvc_repro_runs_both_cycles_a_second_repro_runs_nothing_and_experiments_
         assert f"Stage '{stage}' didn't change, skipping" in text
     assert "Running stage" not in text
     assert lake_files(lake) == before
+    assert "up to date" in dvc(["status"], path, env).stdout
+
+    # code deps are true: a module change makes exactly the stages that can run it stale
+    assert changed_by_touching(path, env, "src/quantlake/storage.py") == set(ALL_STAGES)
+    assert changed_by_touching(path, env, "src/quantlake/params.py") == set(ALL_STAGES)
+    assert changed_by_touching(path, env, "src/quantlake/data/staging.py") == set(DATA_STAGES)
+    assert changed_by_touching(path, env, "src/quantlake/alpha/selection.py") == set(ALL_STAGES) - set(DATA_STAGES)
     assert "up to date" in dvc(["status"], path, env).stdout
 
     # an experiment on an alpha param re-runs only the alpha stages that depend on it

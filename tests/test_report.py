@@ -1,6 +1,8 @@
 """The data audit report: its sections say what happened on the sim, and it is reproducible."""
 
 import base64
+import os
+import shutil
 import datetime as dt
 import re
 import struct
@@ -16,6 +18,7 @@ from quantlake.data.report import coverage_by_month, render_html, write_audit_re
 from quantlake.data.staging import StagingStore
 from quantlake.lakehouse import Layers
 from quantlake.sources.sim import SimExchange
+from quantlake.storage import read_json
 
 NOW = dt.datetime(2026, 11, 26, 12, tzinfo=dt.timezone.utc)
 AS_OF = dt.date(2026, 11, 20)
@@ -126,3 +129,15 @@ def test_the_page_escapes_what_it_shows():
     catalog = {"as_of": "2026-11-20", "symbols": {"X:A": {"status": "degraded", "rows": 1, "gaps": [], "data_quality_score": 0.5, "reasons": ["<script>alert(1)</script>"]}}}
     page = render_html(catalog, {}, {}, {}, {"symbols": {}}, [], {"coverage": b"png", "quality": b"png"})
     assert "<script>" not in page and "&lt;script&gt;" in page
+
+
+def test_the_outages_are_the_ones_the_audit_recorded(cycle, tmp_path):
+    """With `repair.outage_min_symbols` above the default, the audit records no outage on this
+    six-symbol cycle, and the report must say so (it used to recompute them with 2)."""
+    layers = Layers(tmp_path / "data")
+    shutil.copytree(cycle.root, layers.root, copy_function=os.link)
+    run_repair(layers, SimExchange(seed=7), {"as_of": AS_OF.isoformat(), "workers": 2}, {"outage_min_symbols": 7}, log=lambda m: None)
+    run_audit(layers, AuditConfig(as_of=AS_OF))
+    assert read_json(layers.lakehouse / "audit.json")["outages"] == []
+    page = write(layers, tmp_path / "r.html").read_text()
+    assert table_rows(section(page, "outages")) == [["none"]]  # not the 2024-11-11 one a default of 2 finds

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from quantlake.alpha import signals
-from quantlake.alpha._params import ParamsError
+from quantlake.params_base import ParamsError
 from quantlake.alpha.selection import SelectionParams, centred_rank, composite_score, select_assets
 
 DATES = pd.date_range("2022-01-01", periods=300, freq="D", name="date")
@@ -218,7 +218,7 @@ def test_composite_score_is_a_weighted_sum_of_centred_ranks():
 
 
 def test_params_reject_unknown_keys_and_bad_values():
-    with pytest.raises(ParamsError, match="unknown parameter.*'top_k'"):
+    with pytest.raises(ParamsError, match=r"selection.top_k: unknown key \(did you mean top_n\?\)"):
         SelectionParams.from_params({"top_k": 3})
     with pytest.raises(ParamsError, match="selection.top_n: expected an integer"):
         SelectionParams.from_params({"top_n": "3"})

@@ -3,9 +3,9 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from quantlake.contracts import SymbolId, date_to_ms
+from quantlake.contracts import ContractError, SymbolId, date_to_ms
 from quantlake.sources.base import Source, SourceError
-from quantlake.sources.sim import DEFECTS, SimExchange, from_params
+from quantlake.sources.sim import DEFECTS, SimConfig, SimExchange
 
 AS_OF = dt.date(2026, 11, 20)
 
@@ -76,5 +76,8 @@ def test_unknown_symbols_and_params_are_clear_errors(sim):
         sim.fetch_bars(SymbolId.parse("SIM:NOPEUSDT"), dt.date(2024, 1, 1), dt.date(2024, 1, 2))
     with pytest.raises(SourceError, match="BINANCE:BTCUSDT"):
         sim.fetch_bars(SymbolId.parse("BINANCE:BTCUSDT"), dt.date(2024, 1, 1), dt.date(2024, 1, 2))
-    with pytest.raises(Exception, match="data.sim: unknown key"):
-        from_params({"sim": {"seed": 1, "sede": 2}})
+    with pytest.raises(ContractError, match=r"data.sim.sede: unknown key \(did you mean seed\?\)"):
+        SimConfig.from_params({"seed": 1, "sede": 2})
+    with pytest.raises(ContractError, match=r"data.sim.extra_symbols must be in \[0, 20000\], got 20001"):
+        SimConfig.from_params({"extra_symbols": 20001})
+    assert SimConfig.from_params({"extra_symbols": 20000}).extra_symbols == 20000

@@ -165,7 +165,7 @@ def test_hybrid_takes_history_from_the_archive_and_the_tail_from_rest(mirror, re
 
 def test_params():
     assert ArchiveConfig.from_params({}).base == "https://data.binance.vision"
-    with pytest.raises(ContractError, match="data.archive: unknown key 'folder'"):
-        ArchiveConfig.from_params({"archive": {"folder": "x"}})
+    with pytest.raises(ContractError, match="data.archive.folder: unknown key"):
+        ArchiveConfig.from_params({"folder": "x"})
     with pytest.raises(ContractError, match="data.archive.mode"):
-        ArchiveConfig.from_params({"archive": {"mode": "weekly"}})
+        ArchiveConfig.from_params({"mode": "weekly"})

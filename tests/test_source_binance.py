@@ -273,13 +273,13 @@ def test_thread_safe_under_an_outside_pool(fake_exchange, connect, real_freqtrad
 
 
 def test_params_defaults_and_unknown_key():
-    cfg = BinanceConfig.from_params({"source": "binance"})
+    cfg = BinanceConfig.from_params({})
     assert cfg.base_url == DEFAULT_BASE_URL == "https://data-api.binance.vision"
     assert cfg.weight_limit_per_minute == 6000
-    with pytest.raises(ContractError, match="data.binance: unknown key 'max_worker'"):
-        BinanceConfig.from_params({"binance": {"max_worker": 3}})
-    with pytest.raises(ContractError, match="data.binance.timeout_s"):
-        BinanceConfig.from_params({"binance": {"timeout_s": "fast"}})
+    with pytest.raises(ContractError, match=r"data.binance.max_worker: unknown key \(did you mean max_workers\?\)"):
+        BinanceConfig.from_params({"max_worker": 3})
+    with pytest.raises(ContractError, match="data.binance.timeout_s: expected a number"):
+        BinanceConfig.from_params({"timeout_s": "fast"})
 
 
 # --------------------------------------------------------------------------- pacer arithmetic

@@ -196,7 +196,7 @@ def test_missing_folder_symbol_and_params(tmp_path):
     with pytest.raises(SourceError, match="no file for this symbol"):
         files(tmp_path).fetch_bars(BTC, *ALL)
     assert FilesConfig.from_params({}).exchange == "BINANCE"
-    with pytest.raises(ContractError, match="data.files: unknown key 'folder'"):
-        FilesConfig.from_params({"files": {"folder": "x"}})
+    with pytest.raises(ContractError, match="data.files.folder: unknown key"):
+        FilesConfig.from_params({"folder": "x"})
     with pytest.raises(ContractError, match="data.files.exchange"):
-        FilesConfig.from_params({"files": {"exchange": "bin ance"}})
+        FilesConfig.from_params({"exchange": "bin ance"})

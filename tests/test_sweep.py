@@ -19,21 +19,24 @@ import yaml
 
 from conftest import AS_OF
 from quantlake.alpha import stages
-from quantlake.alpha._params import ParamsError
 from quantlake.alpha.netguard import unblock_network
 from quantlake.alpha.snapshot import take_snapshot
-from quantlake.alpha.sweep import SweepParams, apply_overrides, default_point, expand_grid, point_id
+from quantlake.alpha.sections import SweepParams
+from quantlake.alpha.sweep import apply_overrides, default_point, expand_grid, point_id
+from quantlake.params import ParamsError, parse_params
 from quantlake.storage import read_json
 
 ROOT = Path(__file__).resolve().parents[1]
-BASE = yaml.safe_load((ROOT / "params.yaml").read_text())
+RAW = yaml.safe_load((ROOT / "params.yaml").read_text())
+BASE = parse_params(RAW)
 # a lighter recipe than the default so that the cluster tests stay quick
-PARAMS = apply_overrides(BASE, {"backtest.step_days": 90, "backtest.test_days": 90})
+LIGHT = apply_overrides(RAW, {"backtest.step_days": 90, "backtest.test_days": 90})
+PARAMS = parse_params(LIGHT)
 GRID = {"optimization.method": ["hrp", "inverse_vol"], "selection.top_n": [2]}
 
 
-def sweep_params(**kw) -> dict:
-    return {**PARAMS, "sweep": {"grid": GRID, "scheduler": "serial", **kw}}
+def sweep_params(grid=None, **kw):
+    return parse_params({**LIGHT, "sweep": {"grid": grid or GRID, "scheduler": "serial", **kw}})
 
 
 # --------------------------------------------------------------------------- the grid
@@ -46,8 +49,9 @@ def test_grid_points_are_sorted_by_a_stable_content_id():
     again = expand_grid(BASE, SweepParams.from_params({"grid": {"optimization.method": ["min_variance", "hrp"], "selection.top_n": [3, 2, 1]}}))
     assert [p.id for p in again] == [p.id for p in points]  # the order of the grid's values does not matter
     p = next(p for p in points if p.overrides == {"optimization.method": "min_variance", "selection.top_n": 3})
-    assert p.params["optimization"]["method"] == "min_variance" and p.params["selection"]["top_n"] == 3
-    assert p.params["backtest"] == BASE["backtest"] and BASE["selection"]["top_n"] == 2  # base untouched
+    assert p.params.optimization.method == "min_variance" and p.params.selection.top_n == 3
+    assert p.params.backtest.optimize.method == "min_variance" and p.params.backtest.selection.top_n == 3  # the recipe too
+    assert p.params.plain("backtest") == BASE.plain("backtest") and BASE.selection.top_n == 2  # base untouched
     assert p.id == point_id({"selection.top_n": 3, "optimization.method": "min_variance"})
 
 
@@ -63,7 +67,7 @@ def test_a_seeded_sample_is_a_reproducible_subset():
 
 def test_the_default_point_is_found_when_the_grid_holds_params_yaml():
     points = expand_grid(BASE, SweepParams.from_params({"grid": {"optimization.method": ["hrp", "min_variance"]}}))
-    assert BASE["optimization"]["method"] == "hrp"
+    assert BASE.optimization.method == "hrp"
     assert default_point(BASE, points) == next(p.id for p in points if p.overrides["optimization.method"] == "hrp")
     assert default_point(BASE, expand_grid(BASE, SweepParams.from_params({"grid": {"selection.top_n": [7]}}))) is None
 
@@ -72,6 +76,7 @@ def test_the_default_point_is_found_when_the_grid_holds_params_yaml():
     "block, message",
     [
         ({"grid": {"data.as_of": ["2025-01-01"]}}, "sweep.grid.data.as_of"),
+        ({"grid": {"optimization.methd": ["hrp"]}}, "methd"),
         ({"grid": {"optimization.method": []}}, "non-empty list"),
         ({"grid": {"optimization.method": "hrp"}}, "non-empty list"),
         ({"grid": {}, "pbo_blocks": 7}, "pbo_blocks"),
@@ -82,7 +87,7 @@ def test_the_default_point_is_found_when_the_grid_holds_params_yaml():
 )
 def test_bad_sweep_params_are_errors_naming_the_key(block, message):
     with pytest.raises(ParamsError, match=message):
-        SweepParams.from_params(block)
+        expand_grid(BASE, SweepParams.from_params(block))
 
 
 # --------------------------------------------------------------------------- running it
@@ -129,8 +134,7 @@ def test_the_sweep_metrics_name_the_best_point_with_dsr_and_pbo(serial):
 
 
 def test_a_point_that_raises_is_recorded_and_the_others_go_on(inputs, tmp_path):
-    params = sweep_params()
-    params["sweep"]["grid"] = {"backtest.benchmark": ["BTC", "NOSUCHCOIN"]}
+    params = sweep_params({"backtest.benchmark": ["BTC", "NOSUCHCOIN"]})
     doc = stages.run_sweep(inputs / "alpha", inputs / "snapshot", tmp_path, params, say=lambda m: None)
     results = pd.read_parquet(tmp_path / "results.parquet").set_index("point_id")
     assert doc["trials"] == 2 and doc["failed"] == 1
@@ -140,9 +144,8 @@ def test_a_point_that_raises_is_recorded_and_the_others_go_on(inputs, tmp_path):
 
 
 def test_a_grid_value_the_recipe_rejects_fails_before_anything_runs(inputs, tmp_path):
-    params = sweep_params()
-    params["sweep"]["grid"] = {"optimization.method": ["hrp", "magic"]}
-    with pytest.raises(ParamsError, match="sweep.grid point .*magic"):
+    params = sweep_params({"optimization.method": ["hrp", "magic"]})
+    with pytest.raises(ParamsError, match="sweep.grid: point .*magic"):
         stages.run_sweep(inputs / "alpha", inputs / "snapshot", tmp_path, params, say=lambda m: None)
     assert not (tmp_path / "results.parquet").exists()
 
@@ -216,8 +219,8 @@ def test_a_separately_started_scheduler_and_worker_give_the_same_results_and_blo
 
 @pytest.mark.integration
 def test_a_worker_killed_mid_sweep_loses_and_duplicates_no_point(inputs, serial, tmp_path):
-    params = sweep_params(scheduler="local", workers=2)
-    params["sweep"]["grid"] = {"optimization.method": ["hrp", "inverse_vol", "min_variance", "equal_weight"], "selection.top_n": [2]}
+    grid = {"optimization.method": ["hrp", "inverse_vol", "min_variance", "equal_weight"], "selection.top_n": [2]}
+    params = sweep_params(grid, scheduler="local", workers=2)
     killed = []
 
     def kill_a_worker(message):
@@ -235,6 +238,5 @@ def test_a_worker_killed_mid_sweep_loses_and_duplicates_no_point(inputs, serial,
     assert killed, "no worker process was found to kill"
     results = pd.read_parquet(tmp_path / "results.parquet")
     assert doc["trials"] == 4 and doc["failed"] == 0 and results["point_id"].is_unique
-    params["sweep"]["scheduler"] = "serial"
-    stages.run_sweep(inputs / "alpha", inputs / "snapshot", tmp_path / "serial", params, say=lambda m: None)
+    stages.run_sweep(inputs / "alpha", inputs / "snapshot", tmp_path / "serial", sweep_params(grid), say=lambda m: None)
     assert (tmp_path / "results.parquet").read_bytes() == (tmp_path / "serial" / "results.parquet").read_bytes()

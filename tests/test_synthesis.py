@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quantlake.alpha._params import ParamsError
+from quantlake.params_base import ParamsError
 from quantlake.alpha.synthesis import Atom, SynthesisParams, synthesize
 from quantlake.contracts import ContractError
 
@@ -138,7 +138,7 @@ def test_to_physical_nets_long_and_short_atoms():
 
 
 def test_params_validation():
-    with pytest.raises(ParamsError, match="unknown parameter.*'lookback'"):
+    with pytest.raises(ParamsError, match=r"synthesis.lookback: unknown key"):
         SynthesisParams.from_params({"lookback": 3})
     with pytest.raises(ParamsError, match="synthesis.logics: unknown logic"):
         SynthesisParams.from_params({"logics": ["long", "pairs"]})

@@ -1,8 +1,11 @@
 """`quantlake <command>`: one sub-command per DVC stage, plus operations.
 
-Commands are thin: read `params.yaml` and the paths given as arguments, call the core,
-write outputs atomically. The wall clock is read here only (`QUANTLAKE_NOW` overrides it, for
-tests and replays), never inside the math.
+Every stage command is a thin call into a stage function (`data/stages.py`, `alpha/stages.py`):
+parse the arguments, load and check params.yaml once (`quantlake.params`), call, print. Stage
+modules are imported inside the commands, so `--help`, `--version` and light commands do not
+pay for scipy, scikit-learn or matplotlib. The wall clock is read here only (`QUANTLAKE_NOW`
+overrides it, for tests and replays): to refuse a `data.as_of` that has not closed yet, and
+for ingest's freshness bookkeeping; never inside the math.
 """
 
 from __future__ import annotations
@@ -16,10 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
-from .contracts import ContractError, QuantlakeError, SymbolId, check_as_of, last_closed_day, parse_date
-from .storage import atomic_write_bytes, atomic_write_json, read_json
+from .contracts import ContractError, QuantlakeError, check_as_of, last_closed_day, parse_date
+from .storage import atomic_write_bytes
 
 log = logging.getLogger("quantlake")
 
@@ -32,78 +33,76 @@ def now_utc() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def load_params(path: str | Path) -> dict:
-    path = Path(path)
-    try:
-        params = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ContractError(f"{path}: cannot read params: {exc}") from exc
-    if not isinstance(params, dict):
-        raise ContractError(f"{path}: params must be a mapping")
-    return params
+def load_checked_params(args):
+    """params.yaml as the typed model, with `data.as_of` checked against the clock (every stage)."""
+    from .params import load_params
 
-
-def _block(params: dict, name: str) -> dict:
-    block = params.get(name) or {}
-    if not isinstance(block, dict):
-        raise ContractError(f"params: {name!r} must be a mapping")
-    return block
+    return load_params(args.params, now=now_utc())
 
 
 def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def version() -> str:
+    """The installed package's version (package metadata), or the source tree's."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("quantlake")
+    except PackageNotFoundError:
+        from . import __version__
+
+        return __version__
+
+
 # --------------------------------------------------------------------------- data cycle
 
 
 def cmd_discover(args) -> int:
-    from .data.discovery import discover, scanner_files, scanner_from_file
-    from .sources import make_source
+    from .data import stages
 
-    params = load_params(args.params)
-    data = _block(params, "data")
-    as_of = check_as_of(parse_date(data.get("as_of"), field="data.as_of"), now_utc())
-    scanners = [scanner_from_file(p) for p in scanner_files(Path(args.scanners))]
-    source = make_source(data)
-    doc = discover(scanners, source.list_markets(as_of), as_of=as_of, source=source.name)
-    atomic_write_json(args.out, doc)
-    _say(f"discover: {len(doc['candidates'])} candidates from {len(scanners)} scanner(s) on {source.name} as of {as_of}")
+    doc = stages.run_discover(load_checked_params(args), Path(args.scanners), Path(args.out))
+    _say(f"discover: {len(doc['candidates'])} candidates from {len(doc['scanners'])} scanner(s) on {doc['source']} as of {doc['as_of']}")
     return 0
 
 
 def cmd_ingest(args) -> int:
-    from .data.ingest import IngestConfig, ingest_symbols, read_candidates
-    from .data.staging import StagingStore
-    from .sources import make_source
+    params = load_checked_params(args)
+    from .data import stages
 
-    params = load_params(args.params)
-    data = _block(params, "data")
-    cfg = IngestConfig.from_params(data)
-    now = now_utc()
-    check_as_of(cfg.as_of, now)
-    symbols = read_candidates(args.candidates)
-    if args.symbols:
-        wanted = {str(SymbolId.parse(s, where="--symbols")) for s in args.symbols}
-        symbols = [s for s in symbols if str(s) in wanted]
-    store = StagingStore(args.bars, args.quarantine, max_gap_days=int(data.get("max_gap_days", 5)))
-    summary = ingest_symbols(symbols, make_source(data), store, cfg, now=now, log=_say, progress=None)
+    summary = stages.run_ingest(params, Path(args.candidates), Path(args.bars), Path(args.quarantine),
+                                now=now_utc(), symbols=args.symbols, log=_say)
     _say(summary.line())
-    if summary.failed and args.strict:
-        return 1
+    return 1 if summary.failed and args.strict else 0
+
+
+def cmd_repair(args) -> int:
+    params = load_checked_params(args)
+    from .data import stages
+
+    summary = stages.run_repair(params, Path(args.root), log=_say)
+    _say(summary.line())
+    return 1 if summary.failed and args.strict else 0
+
+
+def cmd_features(args) -> int:
+    load_checked_params(args)
+    from .data import stages
+
+    summary = stages.run_features(Path(args.root))
+    for detail in summary.failed.values():
+        _say(f"features: FAILED {detail}")
+    _say(summary.line())
     return 0
 
 
 def cmd_audit(args) -> int:
-    from .data.audit import AuditConfig, run_audit
-    from .lakehouse import Layers
+    params = load_checked_params(args)
+    from .data import stages
 
-    params = load_params(args.params)
-    cfg = AuditConfig.from_params(_block(params, "data"), _block(params, "audit"))
-    candidates = None
-    if args.candidates and Path(args.candidates).exists():
-        candidates = [c["symbol"] for c in read_json(args.candidates).get("candidates", [])]
-    result = run_audit(Layers(Path(args.root)), cfg, candidates=candidates)
+    result = stages.run_audit(params, Path(args.root), Path(args.candidates) if args.candidates else None)
     r = result.report
     by = ", ".join(f"{k} {v}" for k, v in r["by_status"].items())
     _say(
@@ -117,41 +116,11 @@ def cmd_audit(args) -> int:
     return 0
 
 
-def cmd_repair(args) -> int:
-    from .data.repair import run_repair
-    from .lakehouse import Layers
-    from .sources import make_source
-
-    params = load_params(args.params)
-    data = _block(params, "data")
-    check_as_of(parse_date(data.get("as_of"), field="data.as_of"), now_utc())
-    summary = run_repair(Layers(Path(args.root)), make_source(data), data, _block(params, "repair"), log=_say)
-    _say(summary.line())
-    return 1 if summary.failed and args.strict else 0
-
-
 def cmd_report(args) -> int:
-    from .data.report import write_audit_report
-    from .lakehouse import Layers
+    load_checked_params(args)
+    from .data import stages
 
-    layers = Layers(Path(args.root))
-    out = write_audit_report(layers.lakehouse, layers.staging_bars, layers.quarantine, layers.repairs, Path(args.out))
-    _say(f"report: {out}")
-    return 0
-
-
-def cmd_features(args) -> int:
-    from .data.features import run_features
-    from .data.staging import StagingStore
-    from .lakehouse import Layers, read_bars
-
-    layers = Layers(Path(args.root))
-    state = StagingStore(layers.staging_bars, layers.quarantine).load_state()["symbols"]
-    symbols = [SymbolId.parse(s) for s, e in state.items() if not e.get("toxic_reason") and e.get("rows")]
-    summary = run_features(symbols, lambda sid: read_bars(layers, sid), layers.features)
-    for detail in summary.failed.values():
-        _say(f"features: FAILED {detail}")
-    _say(summary.line())
+    _say(f"report: {stages.run_report(Path(args.root), Path(args.out))}")
     return 0
 
 
@@ -169,45 +138,50 @@ def _alpha(stage: str):
 
 
 def cmd_snapshot(args) -> int:
+    params = load_checked_params(args)
     stages = _alpha("snapshot")
-    as_of = parse_date(_block(load_params(args.params), "data").get("as_of"), field="data.as_of")
-    snap = stages.run_snapshot(Path(args.lakehouse), Path(args.out), as_of)
+    snap = stages.run_snapshot(Path(args.lakehouse), Path(args.out), params.as_of)
     _say(f"snapshot: {len(snap.manifest['files'])} certified files as of {snap.manifest['as_of']}, snapshot_id {snap.snapshot_id[:16]}")
     return 0
 
 
 def cmd_returns(args) -> int:
+    params = load_checked_params(args)
     stages = _alpha("returns")
-    returns = stages.run_returns(Path(args.snapshot), Path(args.out), load_params(args.params))
+    returns = stages.run_returns(Path(args.snapshot), Path(args.out), params)
     _say(f"returns: {returns.shape[0]} days x {returns.shape[1]} symbols")
     return 0
 
 
 def cmd_select(args) -> int:
+    params = load_checked_params(args)
     stages = _alpha("select")
-    doc = stages.run_select(Path(args.alpha), Path(args.snapshot), load_params(args.params))
+    doc = stages.run_select(Path(args.alpha), Path(args.snapshot), params)
     _say(f"select: {len(doc['selected'])} selected in {len(doc['clusters'])} clusters, {len(doc['vetoes'])} vetoed, as of {doc['as_of']}")
     return 0
 
 
 def cmd_synthesize(args) -> int:
+    params = load_checked_params(args)
     stages = _alpha("synthesize")
-    atoms = stages.run_synthesize(Path(args.alpha), Path(args.snapshot), load_params(args.params))
+    atoms = stages.run_synthesize(Path(args.alpha), Path(args.snapshot), params)
     _say(f"synthesize: {len(atoms.atoms)} atoms")
     return 0
 
 
 def cmd_optimize(args) -> int:
+    params = load_checked_params(args)
     stages = _alpha("optimize")
-    doc = stages.run_optimize(Path(args.alpha), Path(args.snapshot), load_params(args.params))
+    doc = stages.run_optimize(Path(args.alpha), Path(args.snapshot), params)
     top = sorted(doc["weights"].items(), key=lambda kv: -abs(kv[1]))[:5]
     _say(f"optimize ({doc['method']}): " + ", ".join(f"{s} {w:.1%}" for s, w in top) + (" ..." if len(doc["weights"]) > 5 else ""))
     return 0
 
 
 def cmd_backtest(args) -> int:
+    params = load_checked_params(args)
     stages = _alpha("backtest")
-    metrics = stages.run_backtest(Path(args.alpha), Path(args.snapshot), Path(args.out), load_params(args.params))
+    metrics = stages.run_backtest(Path(args.alpha), Path(args.snapshot), Path(args.out), params)
     for name in ("strategy", "equal_weight", "benchmark"):
         m = metrics[name]
         _say(f"backtest {name:>12}: CAGR {m['cagr']}, Sharpe {m['sharpe']}, max drawdown {m['max_drawdown']}")
@@ -215,13 +189,17 @@ def cmd_backtest(args) -> int:
 
 
 def cmd_sweep(args) -> int:
+    params = load_checked_params(args)
     stages = _alpha("sweep")
-    doc = stages.run_sweep(Path(args.alpha), Path(args.snapshot), Path(args.out), load_params(args.params), say=_say)
+    doc = stages.run_sweep(Path(args.alpha), Path(args.snapshot), Path(args.out), params, say=_say)
     best = doc.get("best") or {}
     _say(f"sweep: {doc['trials']} points, {doc['failed']} failed; best {best.get('params')} Sharpe {best.get('sharpe') or float('nan'):.2f}")
     if "dsr" in doc:
         _say(f"sweep: deflated Sharpe ratio {doc['dsr']['dsr']:.1%}, probability of backtest overfitting {doc['pbo']['pbo']:.1%}")
     return 0
+
+
+# --------------------------------------------------------------------------- operations
 
 
 def set_as_of(params_path: Path, as_of: dt.date) -> bool:
@@ -242,7 +220,9 @@ def cmd_advance(args) -> int:
     params_path = Path(args.params)
     target = parse_date(args.as_of, field="--as-of") if args.as_of else last_closed_day(now_utc())
     check_as_of(target, now_utc())
-    current = parse_date(_block(load_params(params_path), "data").get("as_of"), field="data.as_of")
+    from .params import load_params
+
+    current = load_params(params_path).as_of  # checked, but not against the clock: advance is how to fix it
     if target < current and not args.allow_backwards:
         raise ContractError(f"--as-of {target} is before data.as_of {current}; pass --allow-backwards to go back")
     changed = set_as_of(params_path, target)
@@ -256,91 +236,120 @@ def cmd_advance(args) -> int:
 
 # --------------------------------------------------------------------------- entry point
 
+DATA_ROOT_HELP = "the data folder holding staging/ and lakehouse/ (default: %(default)s)"
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="quantlake", description=__doc__.splitlines()[0])
-    p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    p.add_argument("-v", "--verbose", action="store_true")
-    sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("discover", help="run the scanners and write the candidates")
-    s.add_argument("--scanners", default="configs/scanners")
-    s.add_argument("--out", default="data/export/candidates.json")
+def _data_commands(sub) -> None:
+    s = sub.add_parser("discover", help="run the scanners on the source's markets and write the candidates",
+                       description="Data Cycle stage 1: list the source's markets as of data.as_of and keep every candidate the scanners select.")
+    s.add_argument("--scanners", default="configs/scanners", help="folder of scanner YAML files (default: %(default)s)")
+    s.add_argument("--out", default="data/export/candidates.json", help="candidates file to write (default: %(default)s)")
     s.set_defaults(func=cmd_discover)
 
-    s = sub.add_parser("ingest", help="fetch what is missing, sanitize, stage")
-    s.add_argument("--candidates", default="data/export/candidates.json")
-    s.add_argument("--bars", default="data/staging/bars")
-    s.add_argument("--quarantine", default="data/staging/quarantine")
-    s.add_argument("--symbols", nargs="*", help="only these candidates")
+    s = sub.add_parser("ingest", help="fetch what is missing, sanitize it with the quality gates, stage it",
+                       description="Data Cycle stage 2: bring every candidate's staged bars up to data.as_of, fetching only the missing days.")
+    s.add_argument("--candidates", default="data/export/candidates.json", help="candidates file from discover (default: %(default)s)")
+    s.add_argument("--bars", default="data/staging/bars", help="staged bars folder (default: %(default)s)")
+    s.add_argument("--quarantine", default="data/staging/quarantine", help="quarantine folder (default: %(default)s)")
+    s.add_argument("--symbols", nargs="*", metavar="SYMBOL", help="only these candidates (EXCHANGE:SYMBOL)")
     s.add_argument("--strict", action="store_true", help="exit non-zero if any symbol failed")
     s.set_defaults(func=cmd_ingest)
 
-    s = sub.add_parser("repair", help="re-fetch exactly the gap windows of the staged series")
-    s.add_argument("--root", default="data", help="the data folder holding staging/ (default: data)")
+    s = sub.add_parser("repair", help="re-fetch exactly the gap windows of the staged series",
+                       description="Data Cycle stage 3: ask the source again for the days missing in each recorded gap.")
+    s.add_argument("--root", default="data", help=DATA_ROOT_HELP)
     s.add_argument("--strict", action="store_true", help="exit non-zero if any symbol failed")
     s.set_defaults(func=cmd_repair)
 
-    s = sub.add_parser("features", help="compute point-in-time technical ratings for every staged symbol")
-    s.add_argument("--root", default="data", help="the data folder holding staging/ (default: data)")
+    s = sub.add_parser("features", help="compute point-in-time technical ratings for every staged symbol",
+                       description="Data Cycle stage 4: technical ratings per symbol and day, from bars at or before that day only.")
+    s.add_argument("--root", default="data", help=DATA_ROOT_HELP)
     s.set_defaults(func=cmd_features)
 
-    s = sub.add_parser("audit", help="check every layer and publish the Golden Copy")
-    s.add_argument("--root", default="data", help="the data folder holding staging/ and lakehouse/ (default: data)")
-    s.add_argument("--candidates", default="data/export/candidates.json")
+    s = sub.add_parser("audit", help="check every layer and publish the Golden Copy (the gate)",
+                       description="Data Cycle stage 5: classify every staged symbol and publish the certified lakehouse as of data.as_of.")
+    s.add_argument("--root", default="data", help=DATA_ROOT_HELP)
+    s.add_argument("--candidates", default="data/export/candidates.json", help="candidates file, to report candidates without data (default: %(default)s)")
     s.set_defaults(func=cmd_audit)
 
-    s = sub.add_parser("report", help="write the human-readable data audit report (HTML)")
-    s.add_argument("--root", default="data")
-    s.add_argument("--out", default="artifacts/reports/data_audit.html")
+    s = sub.add_parser("report", help="write the human-readable data audit report (HTML)",
+                       description="Data Cycle stage 6: the audit report of the published lakehouse.")
+    s.add_argument("--root", default="data", help=DATA_ROOT_HELP)
+    s.add_argument("--out", default="artifacts/reports/data_audit.html", help="HTML file to write (default: %(default)s)")
     s.set_defaults(func=cmd_report)
 
-    s = sub.add_parser("snapshot", help="freeze the certified subset into an immutable, content-hashed run input")
-    s.add_argument("--lakehouse", default="data/lakehouse")
-    s.add_argument("--out", default="artifacts/snapshot")
+
+def _alpha_commands(sub) -> None:
+    s = sub.add_parser("snapshot", help="freeze the certified subset into an immutable, content-hashed run input",
+                       description="Alpha Cycle stage 1 (no network): link the certified files and write manifest.json with the snapshot id.")
+    s.add_argument("--lakehouse", default="data/lakehouse", help="the Golden Copy to freeze (default: %(default)s)")
+    s.add_argument("--out", default="artifacts/snapshot", help="snapshot folder to write (default: %(default)s)")
     s.set_defaults(func=cmd_snapshot)
 
-    s = sub.add_parser("returns", help="build the returns and traded-value matrices from the snapshot")
-    s.add_argument("--snapshot", default="artifacts/snapshot")
-    s.add_argument("--out", default="artifacts/alpha")
+    s = sub.add_parser("returns", help="build the returns and traded-value matrices from the snapshot",
+                       description="Alpha Cycle stage 2 (no network): daily returns and traded value, one column per symbol.")
+    s.add_argument("--snapshot", default="artifacts/snapshot", help="snapshot folder (default: %(default)s)")
+    s.add_argument("--out", default="artifacts/alpha", help="folder for the matrices (default: %(default)s)")
     s.set_defaults(func=cmd_returns)
 
     for name, func, text in (
-        ("select", cmd_select, "select assets as of data.as_of"),
+        ("select", cmd_select, "select assets as of data.as_of (vetoes, clusters, scores)"),
         ("synthesize", cmd_synthesize, "build the strategy atoms of the selection"),
-        ("optimize", cmd_optimize, "optimize today's weights"),
+        ("optimize", cmd_optimize, "optimize today's weights of the atoms"),
     ):
-        s = sub.add_parser(name, help=text)
-        s.add_argument("--alpha", default="artifacts/alpha")
-        s.add_argument("--snapshot", default="artifacts/snapshot")
+        s = sub.add_parser(name, help=text, description=f"Alpha Cycle (no network): {text}.")
+        s.add_argument("--alpha", default="artifacts/alpha", help="folder of the alpha outputs (default: %(default)s)")
+        s.add_argument("--snapshot", default="artifacts/snapshot", help="snapshot folder (default: %(default)s)")
         s.set_defaults(func=func)
 
-    s = sub.add_parser("backtest", help="walk-forward backtest with costs and baselines")
-    s.add_argument("--alpha", default="artifacts/alpha")
-    s.add_argument("--snapshot", default="artifacts/snapshot")
-    s.add_argument("--out", default="artifacts/backtest")
+    s = sub.add_parser("backtest", help="walk-forward backtest with costs and baselines",
+                       description="Alpha Cycle (no network): re-run the recipe at every rebalance date on the data known then.")
+    s.add_argument("--alpha", default="artifacts/alpha", help="folder of the alpha outputs (default: %(default)s)")
+    s.add_argument("--snapshot", default="artifacts/snapshot", help="snapshot folder (default: %(default)s)")
+    s.add_argument("--out", default="artifacts/backtest", help="folder for metrics, curves and the tear sheet (default: %(default)s)")
     s.set_defaults(func=cmd_backtest)
 
-    s = sub.add_parser("sweep", help="run a walk-forward for every point of sweep.grid (Dask), with DSR and PBO")
-    s.add_argument("--alpha", default="artifacts/alpha")
-    s.add_argument("--snapshot", default="artifacts/snapshot")
-    s.add_argument("--out", default="artifacts/sweep")
+    s = sub.add_parser("sweep", help="a walk-forward for every point of sweep.grid (on Dask), with DSR and PBO",
+                       description="Alpha Cycle (no network but the cluster's): run the grid of alpha params on the same snapshot.")
+    s.add_argument("--alpha", default="artifacts/alpha", help="folder of the alpha outputs (default: %(default)s)")
+    s.add_argument("--snapshot", default="artifacts/snapshot", help="snapshot folder (default: %(default)s)")
+    s.add_argument("--out", default="artifacts/sweep", help="folder for results.parquet, metrics.json, points.csv (default: %(default)s)")
     s.set_defaults(func=cmd_sweep)
 
+
+def _advance_command(sub) -> None:
+    s = sub.add_parser("advance", help="move data.as_of to the last closed UTC day and reproduce the data stages",
+                       description="Edit data.as_of in params.yaml (keeping comments), then run `dvc repro` on the given stages.")
+    s.add_argument("--as-of", help="a closed UTC day, YYYY-MM-DD (default: the last one)")
+    s.add_argument("--no-repro", action="store_true", help="only edit params.yaml")
+    s.add_argument("--allow-backwards", action="store_true", help="allow moving data.as_of to an earlier day")
+    s.add_argument("stages", nargs="*", default=["report"], help="stages to reproduce (default: the Data Cycle up to its report)")
+    s.set_defaults(func=cmd_advance)
+
+
+def _ops_commands(sub) -> None:
     from . import ops  # publish / reproduce: versions of the lakehouse and of past runs
 
     ops.register(sub)
-
     from . import show  # show: one line per symbol of the lakehouse (workspace or --rev)
 
     show.register(sub)
 
-    s = sub.add_parser("advance", help="move data.as_of to the last closed UTC day and reproduce the data stages")
-    s.add_argument("--as-of", help="a closed UTC day (default: the last one)")
-    s.add_argument("--no-repro", action="store_true", help="only edit params.yaml")
-    s.add_argument("--allow-backwards", action="store_true")
-    s.add_argument("stages", nargs="*", default=["report"], help="stages to reproduce (default: the Data Cycle up to its report)")
-    s.set_defaults(func=cmd_advance)
+
+# Where commands are registered, in the order `quantlake --help` lists them. A new command is
+# one function that adds its sub-parsers (and imports its heavy modules inside its command).
+COMMAND_GROUPS = [_data_commands, _alpha_commands, _ops_commands, _advance_command]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="quantlake", description=__doc__.splitlines()[0],
+                                epilog="Every stage reads params.yaml; see `quantlake COMMAND --help`.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {version()}", help="print the version and exit")
+    p.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for register in COMMAND_GROUPS:
+        register(sub)
     return p
 
 

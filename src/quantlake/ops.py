@@ -54,7 +54,7 @@ from typing import Callable, Iterable
 
 import yaml
 
-from .contracts import QuantlakeError, parse_date
+from .contracts import QuantlakeError
 from .storage import file_lock, read_json
 
 ALPHA_STAGES = ("snapshot", "returns", "select", "synthesize", "optimize", "backtest")
@@ -375,8 +375,9 @@ def publish(
     root = Path(root)
     tools = Tools(root)
     with file_lock(root / PUBLISH_LOCK, timeout=wait, what="another `quantlake publish`", on_wait=log):
-        params = _load_yaml(root / params_file)
-        as_of = parse_date((params.get("data") or {}).get("as_of"), field="data.as_of").isoformat()
+        from .params import load_params
+
+        as_of = load_params(root / params_file).as_of.isoformat()
         files = pipeline_files(_load_yaml(root / "dvc.yaml"))
 
         stale = describe_stale(tools.dvc_status())
@@ -647,7 +648,7 @@ def register(sub) -> None:
     )
     s.add_argument("--remote", action="append", help="DVC remote to push to (repeatable; default: the default remote)")
     s.add_argument("--git-push", nargs="?", const="origin", default=None, metavar="GIT_REMOTE", help="also push the branch and the tag (default remote: origin)")
-    s.add_argument("--lakehouse", default="data/lakehouse")
+    s.add_argument("--lakehouse", default="data/lakehouse", help="the lakehouse folder (default: %(default)s)")
     s.add_argument("--wait", type=float, default=600.0, help="seconds to wait for another publish to finish (default 600)")
     s.set_defaults(func=cmd_publish)
 
@@ -661,5 +662,5 @@ def register(sub) -> None:
     s.add_argument("--keep", action="store_true", help="keep the clone afterwards")
     s.add_argument("--remote", help="DVC remote to pull from (default: the default remote)")
     s.add_argument("--stages", nargs="+", choices=ALPHA_STAGES, help="re-run only these alpha stages (default: all)")
-    s.add_argument("--lakehouse", default="data/lakehouse")
+    s.add_argument("--lakehouse", default="data/lakehouse", help="the lakehouse folder (default: %(default)s)")
     s.set_defaults(func=cmd_reproduce)

@@ -36,19 +36,17 @@ symbol, no costs (its equity is the price ratio).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from quantlake.alpha._params import check, from_plain_dict
-from quantlake.alpha.covariance import COVARIANCE_ESTIMATORS
 from quantlake.alpha.holding import Book, equity_curve, hold_atoms
 from quantlake.alpha.metrics import PERIODS_PER_YEAR, performance_metrics, returns_from_equity
-from quantlake.alpha.optimize import LINKAGE_METHODS, OPTIMIZERS, OptimizationError, optimize_weights
 from quantlake.alpha.parallel import map_ordered
 from quantlake.alpha.returns import DATE_INDEX_NAME, bars_at, to_day
+from quantlake.alpha.sections import BacktestParams, OptimizationParams  # noqa: F401 (re-exported)
 from quantlake.alpha.selection import Selection, SelectionParams, eligible_on, select_assets
 from quantlake.alpha.synthesis import AtomSet, SynthesisParams, synthesize
 from quantlake.contracts import ContractError, QuantlakeError
@@ -56,80 +54,6 @@ from quantlake.contracts import ContractError, QuantlakeError
 BENCHMARK_QUOTES = ("USDT", "USDC", "USD", "FDUSD", "BUSD")
 CURVES = ("strategy", "equal_weight", "benchmark")
 _ONE_DAY = pd.Timedelta(days=1)
-
-
-@dataclass(frozen=True)
-class OptimizationParams:
-    """The `optimize` section: passed to `optimize_weights` (risk_free is an annual rate)."""
-
-    SECTION: ClassVar[str] = "optimization"
-
-    method: str = "hrp"
-    max_weight: float = 1.0
-    max_cluster_weight: float = 1.0
-    covariance: str = "ledoit_wolf"
-    risk_free: float = 0.0
-    linkage: str = "single"
-
-    def __post_init__(self) -> None:
-        s = self.SECTION
-        check(self.method in OPTIMIZERS, f"{s}.method: unknown method {self.method!r} (known: {list(OPTIMIZERS)})")
-        check(self.covariance in COVARIANCE_ESTIMATORS,
-              f"{s}.covariance: unknown estimator {self.covariance!r} (known: {list(COVARIANCE_ESTIMATORS)})")
-        check(self.linkage in LINKAGE_METHODS, f"{s}.linkage: unknown linkage {self.linkage!r} (known: {list(LINKAGE_METHODS)})")
-        check(0 < self.max_weight <= 1, f"{s}.max_weight must be in (0, 1], got {self.max_weight}")
-        check(0 < self.max_cluster_weight <= 1, f"{s}.max_cluster_weight must be in (0, 1], got {self.max_cluster_weight}")
-        check(math.isfinite(self.risk_free) and self.risk_free > -1, f"{s}.risk_free must be a rate > -1, got {self.risk_free}")
-
-    @classmethod
-    def from_params(cls, d: dict) -> "OptimizationParams":
-        return from_plain_dict(cls, d, cls.SECTION)
-
-
-@dataclass(frozen=True)
-class BacktestParams:
-    """The recipe and the walk-forward: `backtest` keys plus nested selection/synthesis/optimize."""
-
-    SECTION: ClassVar[str] = "backtest"
-
-    train_days: int = 365  # optimization window, calendar days ending at the rebalance date
-    test_days: int = 30
-    step_days: int = 30
-    fee_bps: float = 10.0
-    slippage_bps: float = 5.0
-    delisting_haircut: float = 0.0  # share of a position lost when it is closed out without a bar
-    workers: int = 0  # processes computing the rebalance portfolios (0 = os.cpu_count()); results do not depend on it
-    benchmark: str = "BTC"  # a symbol id, or a base asset resolved against the USD quotes
-    selection: SelectionParams = field(default_factory=SelectionParams)
-    synthesis: SynthesisParams = field(default_factory=SynthesisParams)
-    optimize: OptimizationParams = field(default_factory=OptimizationParams)
-
-    def __post_init__(self) -> None:
-        s = self.SECTION
-        for name in ("train_days", "test_days", "step_days"):
-            check(getattr(self, name) >= 1, f"{s}.{name} must be >= 1, got {getattr(self, name)}")
-        check(self.train_days >= 2, f"{s}.train_days must be >= 2, got {self.train_days}")
-        check(
-            self.step_days <= self.test_days,
-            f"{s}.step_days ({self.step_days}) must not exceed {s}.test_days ({self.test_days}): "
-            "every day must be held by some portfolio",
-        )
-        check(self.fee_bps >= 0 and self.slippage_bps >= 0, f"{s}.fee_bps and {s}.slippage_bps must be >= 0")
-        check(0 <= self.delisting_haircut <= 1, f"{s}.delisting_haircut must be in [0, 1], got {self.delisting_haircut}")
-        check(self.workers >= 0, f"{s}.workers must be >= 0 (0 = one per core), got {self.workers}")
-
-    @classmethod
-    def from_params(cls, d: dict) -> "BacktestParams":
-        return from_plain_dict(cls, d, cls.SECTION)
-
-    @property
-    def cost_rate(self) -> float:
-        """Cost per unit of traded weight."""
-        return (self.fee_bps + self.slippage_bps) / 10_000.0
-
-    @property
-    def warmup_days(self) -> int:
-        return max(self.train_days, self.selection.train_days, max(self.selection.lookbacks))
 
 
 # --------------------------------------------------------------------------- the recipe
@@ -195,6 +119,14 @@ def build_portfolio(
     return Portfolio(as_of, train_start, selection, atoms, atom_weights, weights, caps)
 
 
+def optimize_weights(*args: Any, **kwargs: Any) -> pd.Series:
+    """`optimize.optimize_weights`, imported on first use (scipy and scikit-learn are slow to
+    import, and the params model imports this module)."""
+    from quantlake.alpha.optimize import optimize_weights as weights_of
+
+    return weights_of(*args, **kwargs)
+
+
 def optimize_atoms(
     atoms: AtomSet, clusters: pd.Series, start: pd.Timestamp, end: pd.Timestamp, params: OptimizationParams
 ) -> tuple[pd.Series, dict]:
@@ -209,6 +141,8 @@ def optimize_atoms(
     allow a fully invested portfolio, the caps are raised to the smallest feasible values
     (`feasible_caps`) instead of failing the rebalance.
     """
+    from quantlake.alpha.optimize import OptimizationError  # scipy + sklearn: imported when first used
+
     if not atoms.atoms:
         return pd.Series([], dtype="float64", name="weight"), {}
     train = atoms.returns.loc[(atoms.returns.index >= start) & (atoms.returns.index <= end)]

@@ -35,7 +35,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-COVARIANCE_ESTIMATORS = ("ledoit_wolf", "sample")
+from quantlake.alpha.sections import COVARIANCE_ESTIMATORS  # noqa: F401 (the names live with the params)
+
 PD_FLOOR = 1e-10  # smallest eigenvalue of a repaired pairwise covariance, relative to the mean variance
 
 

@@ -49,9 +49,9 @@ from quantlake.alpha.covariance import (
     correlation_from_covariance,
     observed_covariance,
 )
+from quantlake.alpha.sections import LINKAGE_METHODS, OPTIMIZATION_METHODS
 from quantlake.contracts import QuantlakeError
 
-LINKAGE_METHODS = ("single", "complete", "average", "weighted", "ward")
 # Slack allowed when comparing weights with caps: weights are O(1) and the kernels keep the
 # caps exactly up to rounding.
 CAP_TOLERANCE = 1e-12
@@ -659,6 +659,8 @@ OPTIMIZERS: dict[str, type[PortfolioOptimizer]] = {
     "hrp": HierarchicalRiskParity,
     "cluster_two_layer": ClusterTwoLayer,
 }
+if tuple(OPTIMIZERS) != OPTIMIZATION_METHODS:  # one list of names, checked where they meet
+    raise ImportError(f"OPTIMIZERS {list(OPTIMIZERS)} differ from sections.OPTIMIZATION_METHODS {list(OPTIMIZATION_METHODS)}")
 
 
 def _optimizer_class(method: str) -> type[PortfolioOptimizer]:

@@ -1,7 +1,8 @@
 """Where every alpha figure comes from: the alpha params, the code version and the run id.
 
 `run_id = sha256(snapshot_id, canonical JSON of the alpha params, code version)`, where the
-code version is the package version plus the sha256 of the alpha modules' sources, so that a
+alpha params are the checked sections of the params model with every default filled in (so
+leaving a key out and writing its default give the same run id), and the code version is the package version plus the sha256 of the alpha modules' sources, so that a
 change to the research code changes the run id even when the version number does not.
 """
 
@@ -12,22 +13,14 @@ import json
 from pathlib import Path
 
 from .. import __version__
-from .backtest import BacktestParams
+from ..params import Params
 
 ALPHA_SECTIONS = ("selection", "synthesis", "optimization", "backtest")
 _ALPHA_DIR = Path(__file__).resolve().parent
 
 
-def backtest_params(params: dict) -> BacktestParams:
-    """The recipe's params from params.yaml's alpha sections (each validated, unknown keys named)."""
-    section = lambda name: dict(params.get(name) or {})  # noqa: E731
-    return BacktestParams.from_params(
-        {**section("backtest"), "selection": section("selection"), "synthesis": section("synthesis"), "optimize": section("optimization")}
-    )
-
-
-def alpha_params(params: dict, sections: tuple[str, ...] = ALPHA_SECTIONS) -> dict:
-    return {name: params.get(name) or {} for name in sections}
+def alpha_params(params: Params, sections: tuple[str, ...] = ALPHA_SECTIONS) -> dict:
+    return {name: params.plain(name, results_only=True) for name in sections}
 
 
 def code_version() -> str:
@@ -37,7 +30,7 @@ def code_version() -> str:
     return f"{__version__}+{h.hexdigest()[:12]}"
 
 
-def run_id(snapshot_id: str, params: dict, sections: tuple[str, ...] = ALPHA_SECTIONS) -> str:
+def run_id(snapshot_id: str, params: Params, sections: tuple[str, ...] = ALPHA_SECTIONS) -> str:
     payload = json.dumps(
         {"snapshot_id": snapshot_id, "params": alpha_params(params, sections), "code": code_version()},
         sort_keys=True,
@@ -46,7 +39,7 @@ def run_id(snapshot_id: str, params: dict, sections: tuple[str, ...] = ALPHA_SEC
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def stamp(snapshot_id: str, params: dict, sections: tuple[str, ...] = ALPHA_SECTIONS) -> dict:
+def stamp(snapshot_id: str, params: Params, sections: tuple[str, ...] = ALPHA_SECTIONS) -> dict:
     """The provenance fields every alpha output carries.
 
     `sections` are the params sections the output depends on (directly or through its inputs):

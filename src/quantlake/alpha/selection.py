@@ -22,101 +22,20 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
-from scipy.cluster.hierarchy import fcluster, linkage
-from scipy.spatial.distance import squareform
 
 from quantlake.alpha import signals
-from quantlake.alpha._params import check, from_plain_dict
 from quantlake.alpha.metrics import PERIODS_PER_YEAR
 from quantlake.alpha.returns import bars_at, to_day
+from quantlake.alpha.sections import DEFAULT_SCORE_WEIGHTS, RATING_COLUMNS, SCORED_FEATURES, SelectionParams  # noqa: F401 (re-exported)
 from quantlake.contracts import ContractError
 
-RATING_COLUMNS = {"rating_all": "recommend_all", "rating_ma": "recommend_ma", "rating_other": "recommend_other"}
-SCORED_FEATURES = (
-    "momentum",
-    "volatility",
-    "efficiency",
-    "entropy",
-    "hurst",
-    "skew",
-    "kurtosis",
-    "cvar",
-    "liquidity",
-    *RATING_COLUMNS,
-)
 FEATURE_COLUMNS = ("n_returns", *SCORED_FEATURES)
-
-# The sign says which way is better; the size is the feature's share of the score.
-DEFAULT_SCORE_WEIGHTS = (
-    ("cvar", 0.5),
-    ("efficiency", 0.5),
-    ("entropy", -0.5),
-    ("hurst", 0.5),
-    ("kurtosis", -0.25),
-    ("liquidity", 0.5),
-    ("momentum", 1.0),
-    ("rating_all", 0.5),
-    ("skew", 0.25),
-    ("volatility", -0.5),
-)
-
-
-@dataclass(frozen=True)
-class SelectionParams:
-    """The `selection` section of params.yaml. Windows are calendar days ending at as_of."""
-
-    SECTION: ClassVar[str] = "selection"
-
-    train_days: int = 365
-    lookbacks: tuple[int, ...] = (60, 120, 250)
-    min_history_days: int = 180  # observed daily returns needed inside the train window
-    max_volatility: float = 3.0  # annualised; 3.0 = 300 %
-    max_entropy: float = 0.9995  # normalised permutation entropy (1 = pure noise)
-    min_efficiency: float = 0.005  # Kaufman efficiency ratio over the train window
-    min_traded_value: float = 0.0  # median daily close * volume over the train window
-    cluster_threshold: float = 0.4  # Ward linkage height (scipy's scale) at which the tree is cut
-    max_clusters: int = 8
-    top_n: int = 2  # symbols kept per cluster
-    min_overlap_days: int = 30  # common observations needed for a correlation
-    entropy_order: int = 3
-    hurst_max_lag: int = 20
-    cvar_level: float = 0.05
-    score_weights: tuple[tuple[str, float], ...] = DEFAULT_SCORE_WEIGHTS
-
-    def __post_init__(self) -> None:
-        s = self.SECTION
-        for name in ("train_days", "min_history_days", "max_clusters", "top_n", "min_overlap_days", "hurst_max_lag"):
-            check(getattr(self, name) >= 1, f"{s}.{name} must be >= 1, got {getattr(self, name)}")
-        check(len(self.lookbacks) >= 1, f"{s}.lookbacks must list at least one window")
-        check(all(k >= 2 for k in self.lookbacks), f"{s}.lookbacks must all be >= 2 days, got {list(self.lookbacks)}")
-        check(self.min_history_days <= self.train_days,
-              f"{s}.min_history_days ({self.min_history_days}) exceeds train_days ({self.train_days})")
-        check(self.max_volatility > 0, f"{s}.max_volatility must be > 0, got {self.max_volatility}")
-        check(0 < self.max_entropy <= 1, f"{s}.max_entropy must be in (0, 1], got {self.max_entropy}")
-        check(0 <= self.min_efficiency < 1, f"{s}.min_efficiency must be in [0, 1), got {self.min_efficiency}")
-        check(self.min_traded_value >= 0, f"{s}.min_traded_value must be >= 0, got {self.min_traded_value}")
-        check(self.cluster_threshold > 0, f"{s}.cluster_threshold must be > 0, got {self.cluster_threshold}")
-        check(self.entropy_order >= 2, f"{s}.entropy_order must be >= 2, got {self.entropy_order}")
-        check(0 < self.cvar_level < 1, f"{s}.cvar_level must be in (0, 1), got {self.cvar_level}")
-        unknown = sorted(k for k, _ in self.score_weights if k not in SCORED_FEATURES)
-        check(not unknown, f"{s}.score_weights: unknown feature(s) {unknown} (known: {list(SCORED_FEATURES)})")
-
-    @classmethod
-    def from_params(cls, d: dict) -> "SelectionParams":
-        return from_plain_dict(cls, d, cls.SECTION)
-
-    def to_dict(self) -> dict:
-        out = dataclasses.asdict(self)
-        out["lookbacks"] = list(self.lookbacks)
-        out["score_weights"] = dict(self.score_weights)
-        return out
 
 
 @dataclass(frozen=True)
@@ -336,6 +255,9 @@ def cluster_symbols(
     history: pd.DataFrame, as_of: pd.Timestamp, params: SelectionParams, scores: pd.Series
 ) -> pd.Series:
     """symbol -> cluster number; clusters are numbered by their best score (0 holds the best)."""
+    from scipy.cluster.hierarchy import fcluster, linkage  # scipy only when clustering
+    from scipy.spatial.distance import squareform
+
     symbols = sorted(history.columns)
     if not symbols:
         return pd.Series([], dtype="int64")

@@ -13,7 +13,8 @@ CLI installs the network guard before calling any of them.
 
 `select`, `synthesize` and `optimize` together are `backtest.build_portfolio` cut at its
 seams (the same functions, in the same order, on the same inputs), run once at `as_of`;
-the backtest calls `build_portfolio` at every rebalance date.
+the backtest calls `build_portfolio` at every rebalance date. Every function takes the checked
+params model (`quantlake.params.Params`); `params.backtest` is the whole recipe.
 """
 
 from __future__ import annotations
@@ -28,13 +29,13 @@ import pyarrow.parquet as pq
 
 from ..contracts import QuantlakeError
 from ..storage import atomic_write_bytes, atomic_write_json, read_json, table_to_parquet_bytes
+from ..params import Params
 from .backtest import CURVES, BacktestResult, optimize_atoms, recipe_inputs, walk_forward
-from .provenance import ALPHA_SECTIONS, backtest_params, stamp
+from .provenance import ALPHA_SECTIONS, stamp
 from .returns import DATE_INDEX_NAME, panels_from_files
 from .selection import select_assets
 from .snapshot import Snapshot, load_snapshot, take_snapshot
 from .synthesis import Atom, AtomSet, synthesize
-from .tearsheet import render_tearsheet
 
 RETURNS = "returns_matrix.parquet"
 TRADED_VALUE = "traded_value.parquet"
@@ -69,7 +70,7 @@ def run_snapshot(lakehouse: Path, out: Path, as_of: dt.date) -> Snapshot:
     return take_snapshot(lakehouse, out, as_of)
 
 
-def run_returns(snapshot_dir: Path, alpha_dir: Path, params: dict) -> pd.DataFrame:
+def run_returns(snapshot_dir: Path, alpha_dir: Path, params: Params) -> pd.DataFrame:
     snap = load_snapshot(snapshot_dir)
     prov = stamp(snap.snapshot_id, params, sections=())
     # one read of the three needed columns per file (benchmarks/README.md, item 3)
@@ -87,18 +88,18 @@ def _inputs(alpha_dir: Path, snapshot_dir: Path):
     return snap, as_of, known_returns, known_value
 
 
-def run_select(alpha_dir: Path, snapshot_dir: Path, params: dict) -> dict:
+def run_select(alpha_dir: Path, snapshot_dir: Path, params: Params) -> dict:
     snap, as_of, returns, traded_value = _inputs(alpha_dir, snapshot_dir)
-    recipe = backtest_params(params)
+    recipe = params.backtest
     selection = select_assets(returns, traded_value, as_of, recipe.selection, snap.features())
     doc = {**stamp(snap.snapshot_id, params, sections=("selection",)), **selection.to_dict()}
     atomic_write_json(alpha_dir / SELECTION, doc)
     return doc
 
 
-def run_synthesize(alpha_dir: Path, snapshot_dir: Path, params: dict) -> AtomSet:
+def run_synthesize(alpha_dir: Path, snapshot_dir: Path, params: Params) -> AtomSet:
     snap, as_of, returns, _ = _inputs(alpha_dir, snapshot_dir)
-    recipe = backtest_params(params)
+    recipe = params.backtest
     selected = read_json(alpha_dir / SELECTION)["selected"]
     atoms = synthesize(returns, selected, recipe.synthesis)
     out = alpha_dir / ATOMS
@@ -128,9 +129,9 @@ def read_atoms(alpha_dir: Path) -> AtomSet:
     )
 
 
-def run_optimize(alpha_dir: Path, snapshot_dir: Path, params: dict) -> dict:
+def run_optimize(alpha_dir: Path, snapshot_dir: Path, params: Params) -> dict:
     snap, as_of, _, _ = _inputs(alpha_dir, snapshot_dir)
-    recipe = backtest_params(params)
+    recipe = params.backtest
     selection = read_json(alpha_dir / SELECTION)
     clusters = pd.Series({s: int(c) for c, members in selection["clusters"].items() for s in members}, dtype="int64")
     atoms = read_atoms(alpha_dir)
@@ -166,14 +167,14 @@ def backtest_inputs(alpha_dir: Path, snapshot_dir: Path) -> BacktestInputs:
     return BacktestInputs(snap, read_wide(alpha_dir / RETURNS), read_wide(alpha_dir / TRADED_VALUE), snap.features())
 
 
-def backtest_from_inputs(inputs: BacktestInputs, params: dict) -> BacktestResult:
-    """The walk-forward of params.yaml's alpha sections on these inputs."""
-    return walk_forward(inputs.returns, inputs.traded_value, backtest_params(params), inputs.ratings)
+def backtest_from_inputs(inputs: BacktestInputs, params: Params) -> BacktestResult:
+    """The walk-forward of params.yaml's recipe on these inputs."""
+    return walk_forward(inputs.returns, inputs.traded_value, params.backtest, inputs.ratings)
 
 
-def run_backtest(alpha_dir: Path, snapshot_dir: Path, out_dir: Path, params: dict) -> dict:
+def run_backtest(alpha_dir: Path, snapshot_dir: Path, out_dir: Path, params: Params) -> dict:
     inputs = backtest_inputs(alpha_dir, snapshot_dir)
-    snap, recipe = inputs.snapshot, backtest_params(params)
+    snap, recipe = inputs.snapshot, params.backtest
     result = backtest_from_inputs(inputs, params)
     prov = stamp(snap.snapshot_id, params)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -184,6 +185,8 @@ def run_backtest(alpha_dir: Path, snapshot_dir: Path, out_dir: Path, params: dic
     atomic_write_bytes(out_dir / "weights.csv", result.weights.to_csv(index=False, date_format="%Y-%m-%d", float_format="%.10g").encode())
     atomic_write_bytes(out_dir / "windows.csv", result.windows.to_csv(index=False, date_format="%Y-%m-%d", float_format="%.10g").encode())
     title = f"quantlake backtest · {recipe.optimize.method} · as of {snap.manifest['as_of']} · run {prov['run_id'][:12]} · snapshot {snap.snapshot_id[:12]}"
+    from .tearsheet import render_tearsheet  # matplotlib: only here
+
     atomic_write_bytes(out_dir / "tearsheet.png", render_tearsheet(equity, result.weights, result.metrics, title))
     return metrics
 
@@ -193,31 +196,23 @@ def run_backtest(alpha_dir: Path, snapshot_dir: Path, out_dir: Path, params: dic
 SWEEP_RESULTS = "results.parquet"
 SWEEP_METRICS = "metrics.json"
 SWEEP_POINTS = "points.csv"
-SWEEP_RESULT_KEYS = ("grid", "sample", "seed", "pbo_blocks")  # the sweep params results depend on
 
 
-def run_sweep(alpha_dir: Path, snapshot_dir: Path, out_dir: Path, params: dict, say=print) -> dict:
+def run_sweep(alpha_dir: Path, snapshot_dir: Path, out_dir: Path, params: Params, say=print) -> dict:
     """Every point of `sweep.grid` as a full walk-forward on the same snapshot; writes
     results.parquet (one row per point), metrics.json (trials, best, DSR, PBO) and points.csv
     (Sharpe per point and grid value, for the DVC plot)."""
-    from .sweep import SweepParams, default_point, expand_grid, results_frame, summary
+    from .sweep import default_point, expand_grid, results_frame, summary
     from .sweep_cluster import InputRef, run_points
 
-    sweep = SweepParams.from_params(params.get("sweep"))
-    points = expand_grid(params, sweep)
-    for p in points:  # a bad grid value is an error naming the point before anything runs
-        try:
-            backtest_params(p.params)
-        except QuantlakeError as exc:
-            raise type(exc)(f"sweep.grid point {p.overrides}: {exc}") from exc
+    sweep = params.sweep
+    points = expand_grid(params, sweep)  # a bad grid value is an error naming the point before anything runs
     ref = InputRef.of(alpha_dir, snapshot_dir,
                       [alpha_dir / RETURNS, alpha_dir / TRADED_VALUE, snapshot_dir / "manifest.json"])
     outcomes = run_points(ref, points, sweep, say)
     results = results_frame(points, outcomes)
     snap = load_snapshot(snapshot_dir)
-    # how the points ran (scheduler, workers, retries) is not part of what they computed
-    what = {**params, "sweep": {k: v for k, v in (params.get("sweep") or {}).items() if k in SWEEP_RESULT_KEYS}}
-    prov = stamp(snap.snapshot_id, what, sections=(*ALPHA_SECTIONS, "sweep"))
+    prov = stamp(snap.snapshot_id, params, sections=(*ALPHA_SECTIONS, "sweep"))
     doc = summary(results, default_point(params, points), sweep.pbo_blocks)
     out_dir.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(results, preserve_index=False)

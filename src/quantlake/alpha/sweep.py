@@ -16,55 +16,23 @@ import copy
 import hashlib
 import itertools
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ._params import check, from_plain_dict
+from ..params import SECTIONS, Params, ParamsError, parse_params
 from .overfitting import deflated_sharpe_of_best, probability_of_backtest_overfitting
-
-SWEEPABLE_SECTIONS = ("selection", "synthesis", "optimization", "backtest")
+from .sections import SWEEPABLE_SECTIONS, SweepParams
 HEADLINE = ("cagr", "sharpe", "max_drawdown", "volatility", "sortino", "calmar")
-
-
-@dataclass(frozen=True)
-class SweepParams:
-    """params.yaml's `sweep:` block."""
-
-    grid: dict = field(default_factory=dict)  # "section.key" -> list of values
-    sample: int = 0  # 0: every grid point; N: a seeded random sample of N points
-    seed: int = 0
-    scheduler: str = "local"  # serial | local | tcp://host:port of a running Dask scheduler
-    workers: int = 0  # local cluster processes; 0 = the machine's cores
-    retries: int = 2  # a point whose worker died is run again this many times
-    pbo_blocks: int = 16
-
-    def __post_init__(self) -> None:
-        check(isinstance(self.grid, dict), "sweep.grid must be a mapping of 'section.key' to a list of values")
-        for key, values in self.grid.items():
-            section, _, name = str(key).partition(".")
-            check(section in SWEEPABLE_SECTIONS and bool(name),
-                  f"sweep.grid.{key}: keys are '<section>.<key>' with section in {', '.join(SWEEPABLE_SECTIONS)}")
-            check(isinstance(values, list) and len(values) > 0, f"sweep.grid.{key}: must be a non-empty list of values")
-        check(self.sample >= 0, f"sweep.sample must be >= 0, got {self.sample}")
-        check(self.workers >= 0, f"sweep.workers must be >= 0, got {self.workers}")
-        check(self.retries >= 0, f"sweep.retries must be >= 0, got {self.retries}")
-        check(self.pbo_blocks >= 2 and self.pbo_blocks % 2 == 0, f"sweep.pbo_blocks must be even and >= 2, got {self.pbo_blocks}")
-        check(self.scheduler in ("serial", "local") or self.scheduler.startswith("tcp://"),
-              f"sweep.scheduler must be serial, local or tcp://host:port, got {self.scheduler!r}")
-
-    @classmethod
-    def from_params(cls, d: dict) -> "SweepParams":
-        return from_plain_dict(cls, d or {}, "sweep")
 
 
 @dataclass(frozen=True)
 class Point:
     id: str
     overrides: dict  # "section.key" -> value
-    params: dict  # the full params with the overrides applied
+    params: Params  # the full params with the overrides applied
 
 
 def point_id(overrides: dict) -> str:
@@ -73,6 +41,7 @@ def point_id(overrides: dict) -> str:
 
 
 def apply_overrides(params: dict, overrides: dict) -> dict:
+    """A copy of plain params (section -> mapping) with "section.key" overrides applied."""
     out = copy.deepcopy(params)
     for key, value in overrides.items():
         section, _, name = key.partition(".")
@@ -84,21 +53,28 @@ def apply_overrides(params: dict, overrides: dict) -> dict:
     return out
 
 
-def expand_grid(params: dict, sweep: SweepParams) -> list[Point]:
-    """Every grid point (or a seeded sample of them), sorted by id, each with its full params."""
+def expand_grid(params: Params, sweep: SweepParams) -> list[Point]:
+    """Every grid point (or a seeded sample of them), sorted by id, each with its full params
+    checked by the params model: a value the recipe rejects is an error naming the point."""
     keys = sorted(sweep.grid)
     combos = [dict(zip(keys, values)) for values in itertools.product(*(sweep.grid[k] for k in keys))]
     if sweep.sample and sweep.sample < len(combos):
         rng = np.random.default_rng(sweep.seed)
         combos = [combos[i] for i in sorted(rng.choice(len(combos), size=sweep.sample, replace=False))]
-    points = {point_id(c): Point(point_id(c), c, apply_overrides(params, c)) for c in combos}
+    base = {name: params.plain(name) for name in SECTIONS}
+    points = {}
+    for c in combos:
+        try:
+            points[point_id(c)] = Point(point_id(c), c, parse_params(apply_overrides(base, c), source="sweep.grid"))
+        except ParamsError as exc:
+            raise ParamsError(f"point {c}: {exc}", source="sweep.grid") from exc
     return [points[k] for k in sorted(points)]
 
 
-def default_point(params: dict, points: list[Point]) -> str | None:
+def default_point(params: Params, points: list[Point]) -> str | None:
     """The id of the point whose params equal params.yaml's own, if the grid holds it."""
     for p in points:
-        if all(p.params.get(s) == params.get(s) for s in SWEEPABLE_SECTIONS):
+        if all(p.params.plain(s) == params.plain(s) for s in SWEEPABLE_SECTIONS):
             return p.id
     return None
 

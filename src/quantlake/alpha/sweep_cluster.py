@@ -11,6 +11,7 @@ is lost or counted twice whatever the order the points finish in.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -24,7 +25,8 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from ..contracts import QuantlakeError
 from ..storage import sha256_file
-from .sweep import Point, SweepParams
+from .sections import SweepParams
+from .sweep import Point
 
 GUARD_STAGE = "sweep"
 _cache: dict = {}
@@ -72,9 +74,10 @@ def run_point(ref: InputRef, point: Point, single_process: bool = False) -> dict
     point runs in one process (`backtest.workers: 1`): the cluster's workers are the pool, and
     the result does not depend on the worker count."""
     from .stages import backtest_from_inputs
-    from .sweep import apply_overrides
 
-    params = apply_overrides(point.params, {"backtest.workers": 1}) if single_process else point.params
+    params = point.params
+    if single_process:
+        params = dataclasses.replace(params, backtest=dataclasses.replace(params.backtest, workers=1))
     try:
         result = backtest_from_inputs(load_inputs(ref), params)
     except SweepInputError:

@@ -26,18 +26,16 @@ keep NaN where the symbol did not trade).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from quantlake.alpha._params import check, from_plain_dict
 from quantlake.alpha.returns import to_day
+from quantlake.alpha.sections import FIXED_SIDE as _FIXED_SIDE
+from quantlake.alpha.sections import LOGICS, SIDES, SynthesisParams  # noqa: F401 (re-exported)
 from quantlake.contracts import ContractError
 
-LOGICS = ("long", "short", "trend", "momentum")
-SIDES = ("long", "short")
-_FIXED_SIDE = {"long": "long", "short": "short"}  # logics whose direction is their name
 ATOM_ID_SEPARATOR = "|"
 
 
@@ -69,47 +67,13 @@ class Atom:
         return cls(*parts)
 
 
-@dataclass(frozen=True)
-class SynthesisParams:
-    """The `synthesis` section of params.yaml."""
-
-    SECTION: ClassVar[str] = "synthesis"
-
-    logics: tuple[str, ...] = ("long",)
-    directions: tuple[str, ...] = ("long",)  # sides generated for the trend and momentum logics
-    trend_lookback: int = 50  # days in the moving average
-    momentum_lookback: int = 30  # days of the trailing return
-
-    def __post_init__(self) -> None:
-        s = self.SECTION
-        check(len(self.logics) >= 1, f"{s}.logics must list at least one logic")
-        bad = [x for x in self.logics if x not in LOGICS]
-        check(not bad, f"{s}.logics: unknown logic(s) {bad} (known: {list(LOGICS)})")
-        check(len(set(self.logics)) == len(self.logics), f"{s}.logics lists a logic twice: {list(self.logics)}")
-        bad = [x for x in self.directions if x not in SIDES]
-        check(self.directions and not bad, f"{s}.directions must be a non-empty subset of {list(SIDES)}, got {list(self.directions)}")
-        check(len(set(self.directions)) == len(self.directions), f"{s}.directions lists a side twice")
-        check(self.trend_lookback >= 2, f"{s}.trend_lookback must be >= 2, got {self.trend_lookback}")
-        check(self.momentum_lookback >= 1, f"{s}.momentum_lookback must be >= 1, got {self.momentum_lookback}")
-
-    @classmethod
-    def from_params(cls, d: dict) -> "SynthesisParams":
-        return from_plain_dict(cls, d, cls.SECTION)
-
-    def to_dict(self) -> dict:
-        return {
-            "logics": list(self.logics),
-            "directions": list(self.directions),
-            "trend_lookback": self.trend_lookback,
-            "momentum_lookback": self.momentum_lookback,
-        }
-
-    def atoms_for(self, symbol: str) -> list[Atom]:
-        out = []
-        for logic in self.logics:
-            sides = (_FIXED_SIDE[logic],) if logic in _FIXED_SIDE else self.directions
-            out.extend(Atom(symbol, logic, side) for side in sides)
-        return out
+def atoms_for(params: SynthesisParams, symbol: str) -> list[Atom]:
+    """The atoms `params` builds for one symbol."""
+    out = []
+    for logic in params.logics:
+        sides = (_FIXED_SIDE[logic],) if logic in _FIXED_SIDE else params.directions
+        out.extend(Atom(symbol, logic, side) for side in sides)
+    return out
 
 
 @dataclass(frozen=True)
@@ -151,7 +115,7 @@ def synthesize(returns: pd.DataFrame, symbols: list[str], params: SynthesisParam
     missing = [s for s in symbols if s not in returns.columns]
     if missing:
         raise ContractError(f"synthesize: symbol(s) {missing} are not columns of the returns matrix")
-    atoms = tuple(a for s in symbols for a in params.atoms_for(s))
+    atoms = tuple(a for s in symbols for a in atoms_for(params, s))
     ids = [a.id for a in atoms]
     index = returns.index
     next_day = pd.DatetimeIndex([index[-1] + pd.Timedelta(days=1)]) if len(index) else index

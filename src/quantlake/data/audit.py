@@ -16,6 +16,10 @@ Data quality score, in [0, 1]: ``coverage * cleanliness`` where
 and ``cleanliness = rows / (rows + quarantined)`` (the share of bars no gate had to touch,
 counting each quarantine event once). A toxic symbol scores 0.
 
+The lakehouse is published as of `data.as_of`: bars (and feature rows) after it are not part of
+that version (`bars_as_of`; staging keeps them when `as_of` moved back), and a symbol with no
+bar on or before it is listed under `empty_symbols`, as a fresh run at that day would.
+
 The new lakehouse is built in a temporary folder next to `data/lakehouse/` (unchanged bar
 files hard-linked from staging, not copied, where the filesystem allows), every certified file
 is validated once more, and the folder is swapped into place. If any certified file would
@@ -31,10 +35,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 
-from ..contracts import SCHEMA_VERSION, STATUSES, ContractError, SymbolId, ms_to_date, parse_date, validate_catalog, validate_ohlcv
+from ..contracts import SCHEMA_VERSION, STATUSES, SymbolId, date_to_ms, ms_to_date, parse_date, validate_catalog, validate_ohlcv
 from ..lakehouse import AUDIT, CATALOG, CERTIFIED, Layers, merged_bars, read_repairs, recover_swap, swap_dir_into_place
+from ..params import AuditParams, DataParams, coerce_section
 from ..storage import atomic_write_bytes, atomic_write_json, bars_to_parquet_bytes, link_or_copy, sha256_bytes, sha256_file
 from ..storage import read_bars as read_bars_file
 from .repair import load_repair_log
@@ -47,29 +53,19 @@ class AuditFailure(Exception):
 
 @dataclass(frozen=True)
 class AuditConfig:
+    """What the gate needs of the `data` and `audit` sections (defaults and checks live there)."""
+
     as_of: dt.date
-    max_gap_days: int = 5
-    stale_days: int = 3
-    min_quality: float = 0.98
-    certify: tuple[str, ...] = ("ok", "degraded", "stale")
+    max_gap_days: int = DataParams.max_gap_days
+    stale_days: int = AuditParams.stale_days
+    min_quality: float = AuditParams.min_quality
+    certify: tuple[str, ...] = AuditParams.certify
 
     @classmethod
-    def from_params(cls, data_params: dict, audit_params: dict) -> "AuditConfig":
-        allowed = {"stale_days", "min_quality", "certify"}
-        unknown = set(audit_params) - allowed
-        if unknown:
-            raise ContractError(f"audit: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
-        certify = tuple(audit_params.get("certify", cls.certify))
-        bad = [s for s in certify if s not in STATUSES or s == "toxic"]
-        if bad:
-            raise ContractError(f"audit.certify: {bad} cannot be certified (choose from ok, degraded, stale)")
-        return cls(
-            as_of=parse_date(data_params.get("as_of"), field="data.as_of"),
-            max_gap_days=int(data_params.get("max_gap_days", cls.max_gap_days)),
-            stale_days=int(audit_params.get("stale_days", cls.stale_days)),
-            min_quality=float(audit_params.get("min_quality", cls.min_quality)),
-            certify=certify,
-        )
+    def from_params(cls, data: DataParams, audit: AuditParams | None = None) -> "AuditConfig":
+        data, audit = coerce_section(DataParams, data), coerce_section(AuditParams, audit or {})
+        return cls(as_of=data.require_as_of(), max_gap_days=data.max_gap_days, stale_days=audit.stale_days,
+                   min_quality=audit.min_quality, certify=audit.certify)
 
 
 def quality_score(rows: int, start_date: str | None, end_date: str | None, quarantined: int) -> float:
@@ -120,19 +116,31 @@ class _Inspected:
     entry: dict  # catalog-ready fields before classification
     violations: list[str]
     published: bytes | None  # merged bytes to write, or None to link the staged file
+    only_after_as_of: bool = False  # staged bars, but none at or before as_of: not in this version
+
+
+def bars_as_of(bars: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
+    """The bars that belong to the lakehouse as of `as_of`: those that open on or before it.
+
+    Staging may hold later days (after `data.as_of` moved back); they are simply not part of
+    this version, and stay staged for a later one. Returns `bars` itself when nothing is cut."""
+    keep = bars["timestamp"].to_numpy() <= date_to_ms(as_of)
+    return bars if keep.all() else bars.loc[keep].reset_index(drop=True)
 
 
 def inspect_symbol(layers: Layers, sym: str, entry: dict, repair_entry: dict | None, cfg: AuditConfig) -> _Inspected:
     sid = SymbolId.parse(sym, where="ingest bookkeeping")
     staged_path = layers.staging_bars / entry["file"]
     repairs = read_repairs(layers, sid)
-    if repairs is None or repairs.empty:
-        bars, published, sha = read_bars_file(staged_path), None, entry["sha256"]
+    staged = read_bars_file(staged_path)
+    merged = staged if repairs is None or repairs.empty else merged_bars(staged, repairs)
+    bars = bars_as_of(merged, cfg.as_of)
+    if bars is staged:  # nothing repaired, nothing after as_of: link the staged file
+        published, sha = None, entry["sha256"]
     else:
-        bars = merged_bars(read_bars_file(staged_path), repairs)
         published = bars_to_parquet_bytes(bars)
         sha = sha256_bytes(published)
-    merged = {
+    checked = {
         **entry,
         **bars_summary(bars, cfg.max_gap_days),
         "sha256": sha,
@@ -142,7 +150,7 @@ def inspect_symbol(layers: Layers, sym: str, entry: dict, repair_entry: dict | N
         "drift": sorted(set((repair_entry or {}).get("drift", [])) | _ingest_drift_days(layers, sid)),
     }
     found = validate_ohlcv(bars, file=str(staged_path), as_of=cfg.as_of, limit=20)
-    return _Inspected(merged, [str(v) for v in found], published)
+    return _Inspected(checked, [str(v) for v in found], published, only_after_as_of=len(merged) > 0 and len(bars) == 0)
 
 
 def _ingest_drift_days(layers: Layers, sid: SymbolId) -> set[str]:
@@ -234,6 +242,9 @@ def run_audit(
         for sym, entry in sorted(state["symbols"].items())
         if entry.get("file") is not None
     }
+    later = [sym for sym, item in inspected.items() if item.only_after_as_of]  # listed after as_of
+    empty = sorted(empty + later)
+    inspected = {sym: item for sym, item in inspected.items() if sym not in later}
     catalog, certified, report = build_documents(inspected, cfg, [c for c in candidates or [] if c not in empty] if candidates is not None else None, repair_log)
     report["empty_symbols"] = empty  # checked, but the source has no bar for them in [start, as_of]
     problems = validate_catalog(catalog)
@@ -280,6 +291,7 @@ def _publish_features(features_dir: Path, tmp: Path, certified: dict) -> dict:
     from .features import LONG_FILE, long_features_to_parquet_bytes, long_table
 
     table = long_table(features_dir, certified["symbols"])
+    table = table[table["timestamp"].to_numpy() <= date_to_ms(parse_date(certified["as_of"]))].reset_index(drop=True)
     positions = table.groupby("symbol", sort=False).indices  # one pass, not one scan per symbol
     problems = {}
     for sym, entry in certified["symbols"].items():

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..contracts import SCHEMA_VERSION, SymbolId
+from ..progress import track
 from ..storage import atomic_write_bytes, atomic_write_json, bars_to_parquet_bytes, read_json, sha256_bytes, table_to_parquet_bytes
 from .technicals import LONG_COLUMNS, OUTPUT_COLUMNS, technical_ratings_incremental
 
@@ -54,7 +55,8 @@ class FeaturesSummary:
         )
 
 
-def run_features(symbols: Iterable[SymbolId], read_bars: Callable[[SymbolId], pd.DataFrame], out_dir: Path) -> FeaturesSummary:
+def run_features(symbols: Iterable[SymbolId], read_bars: Callable[[SymbolId], pd.DataFrame], out_dir: Path, *, progress: bool | None = False) -> FeaturesSummary:
+    """Compute (incrementally) the feature file of every symbol; `progress` as `progress.progress_bar`."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     state_path = out_dir / STATE_FILE
@@ -62,7 +64,7 @@ def run_features(symbols: Iterable[SymbolId], read_bars: Callable[[SymbolId], pd
     entries = state["symbols"]
     summary = FeaturesSummary()
     wanted = sorted(set(symbols))
-    for sid in wanted:
+    for sid in track(wanted, len(wanted), "features", "symbols", progress):
         sym = str(sid)
         try:
             bars = read_bars(sid)

@@ -28,6 +28,8 @@ from typing import Callable, Iterable
 import pandas as pd
 
 from ..contracts import ContractError, SymbolId, parse_date
+from ..params import DataParams, coerce_section
+from ..progress import progress_bar
 from ..sources.base import Source, SourceError
 from ..storage import file_lock
 from .quality import NOT_RESTORABLE, QualityRules, restorable_raw, sanitize, sort_quarantine
@@ -39,28 +41,18 @@ STATE_FLUSH_S = 1.0  # how often the bookkeeping is rewritten during a run
 
 @dataclass(frozen=True)
 class IngestConfig:
+    """What ingestion needs of the `data` section (defaults and checks live in `DataParams`)."""
+
     as_of: dt.date
     start: dt.date
-    freshness_hours: float = 12.0
-    workers: int = 4
+    freshness_hours: float = DataParams.freshness_hours
+    workers: int = DataParams.workers
     rules: QualityRules = field(default_factory=QualityRules)
 
     @classmethod
-    def from_params(cls, data_params: dict) -> "IngestConfig":
-        as_of = parse_date(data_params.get("as_of"), field="data.as_of")
-        start = parse_date(data_params.get("start"), field="data.start")
-        if start > as_of:
-            raise ContractError(f"data.start {start} is after data.as_of {as_of}")
-        workers = int(data_params.get("workers", 4))
-        if workers < 1:
-            raise ContractError("data.workers must be >= 1")
-        return cls(
-            as_of=as_of,
-            start=start,
-            freshness_hours=float(data_params.get("freshness_hours", 12)),
-            workers=workers,
-            rules=QualityRules.from_params(data_params),
-        )
+    def from_params(cls, data: DataParams) -> "IngestConfig":
+        data = coerce_section(DataParams, data)
+        return cls(as_of=data.require_as_of(), start=data.start, freshness_hours=data.freshness_hours, workers=data.workers, rules=data.rules)
 
 
 @dataclass
@@ -159,7 +151,7 @@ def ingest_symbols(
             else:
                 outcomes[str(sid)] = SymbolOutcome(str(sid), "skipped", "fresh")
         calls = sum(len(w) for _, w in todo)
-        bar = _progress(len(todo), progress)
+        bar = progress_bar(len(todo), "ingest", "symbols", progress)
         with ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="ingest") as pool:
             futures = {pool.submit(_fetch, source, sid, windows): sid for sid, windows in todo}
             last_flush = time.monotonic()
@@ -225,16 +217,6 @@ def _commit(fetched: _Fetched, store: StagingStore, state: dict, cfg: IngestConf
     q_new = len(quarantine) - len(old_q)
     detail = f"+{new_rows} bars" + (f", {q_new} quarantined" if q_new else "") + (" (TOXIC)" if result.toxic_reason else "")
     return SymbolOutcome(str(sid), "fetched", detail, new_rows=new_rows, quarantined_new=max(q_new, 0), toxic=bool(result.toxic_reason))
-
-
-def _progress(total: int, enabled: bool | None):
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if not enabled or total == 0:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc="ingest", unit="sym", file=sys.stderr)
 
 
 def read_candidates(path) -> list[SymbolId]:

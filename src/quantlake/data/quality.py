@@ -39,12 +39,13 @@ level does not snap back. A crash that does not come back (-83% and more) is kep
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from ..contracts import DAY_MS, OHLCV_COLUMNS, ContractError, coerce_bars, date_to_ms
+from ..contracts import DAY_MS, OHLCV_COLUMNS, coerce_bars, date_to_ms
+from ..params_base import check
 
 QUARANTINE_COLUMNS = ("symbol", "timestamp", "rule", "field", "original", "open", "high", "low", "close", "volume")
 # Rules whose quarantined bars are not raw history to reconsider later.
@@ -62,16 +63,13 @@ class QualityRules:
     stall_days: int = 3
     max_contamination_days: int = 30
 
-    @classmethod
-    def from_params(cls, data_params: dict) -> "QualityRules":
-        names = {f.name for f in fields(cls)}
-        kwargs = {k: data_params[k] for k in names if k in data_params}
-        rules = cls(**kwargs)
-        if rules.toxic_threshold <= 0 or rules.wick_low_factor <= 1 or rules.wick_high_factor <= 1:
-            raise ContractError("data.toxic_threshold must be > 0 and data.wick_*_factor > 1")
-        if rules.stall_days < 2 or rules.max_contamination_days < 1:
-            raise ContractError("data.stall_days must be >= 2 and data.max_contamination_days >= 1")
-        return rules
+    def __post_init__(self) -> None:
+        # the keys live flat in the `data` section of params.yaml
+        check(self.toxic_threshold > 0, f"data.toxic_threshold must be > 0, got {self.toxic_threshold}")
+        check(self.wick_low_factor > 1, f"data.wick_low_factor must be > 1, got {self.wick_low_factor}")
+        check(self.wick_high_factor > 1, f"data.wick_high_factor must be > 1, got {self.wick_high_factor}")
+        check(self.stall_days >= 2, f"data.stall_days must be >= 2, got {self.stall_days}")
+        check(self.max_contamination_days >= 1, f"data.max_contamination_days must be >= 1, got {self.max_contamination_days}")
 
 
 @dataclass

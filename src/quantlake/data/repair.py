@@ -47,6 +47,7 @@ import pyarrow.parquet as pq
 
 from ..contracts import DAY_MS, OHLCV_COLUMNS, SCHEMA_VERSION, ContractError, SymbolId, coerce_bars, date_to_ms, empty_bars, find_gaps, ms_to_date, parse_date
 from ..lakehouse import Layers, drift_rows, merged_bars, read_bars
+from ..params import DataParams, RepairParams, coerce_section
 from ..sources.base import Source, SourceError
 from ..storage import atomic_write_bytes, bars_to_parquet_bytes, dumps_json, file_lock, read_json, sha256_bytes, sha256_file
 from ..storage import read_bars as read_bar_file
@@ -65,40 +66,30 @@ RETRIED = frozenset({"partial", "unrepairable"})
 
 @dataclass(frozen=True)
 class RepairConfig:
+    """What repair needs of the `data` and `repair` sections (defaults and checks live there)."""
+
     as_of: dt.date
-    max_gap_days: int = 5
-    max_fills: int = 50
-    symbol_budget_s: float = 30.0
-    retry_after_days: int = 7
-    outage_min_symbols: int = 2
-    workers: int = 4
+    max_gap_days: int = DataParams.max_gap_days
+    max_fills: int = RepairParams.max_fills
+    symbol_budget_s: float = RepairParams.symbol_budget_s
+    retry_after_days: int = RepairParams.retry_after_days
+    outage_min_symbols: int = RepairParams.outage_min_symbols
+    workers: int = DataParams.workers
     rules: QualityRules = field(default_factory=QualityRules)
 
     @classmethod
-    def from_params(cls, data_params: dict, repair_params: dict | None) -> "RepairConfig":
-        repair_params = dict(repair_params or {})
-        allowed = {"max_fills", "symbol_budget_s", "retry_after_days", "outage_min_symbols"}
-        unknown = set(repair_params) - allowed
-        if unknown:
-            raise ContractError(f"repair: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
-        cfg = cls(
-            as_of=parse_date(data_params.get("as_of"), field="data.as_of"),
-            max_gap_days=int(data_params.get("max_gap_days", cls.max_gap_days)),
-            max_fills=int(repair_params.get("max_fills", cls.max_fills)),
-            symbol_budget_s=float(repair_params.get("symbol_budget_s", cls.symbol_budget_s)),
-            retry_after_days=int(repair_params.get("retry_after_days", cls.retry_after_days)),
-            outage_min_symbols=int(repair_params.get("outage_min_symbols", cls.outage_min_symbols)),
-            workers=int(data_params.get("workers", cls.workers)),
-            rules=QualityRules.from_params(data_params),
+    def from_params(cls, data: DataParams, repair: RepairParams | None = None) -> "RepairConfig":
+        data, repair = coerce_section(DataParams, data), coerce_section(RepairParams, repair or {})
+        return cls(
+            as_of=data.require_as_of(),
+            max_gap_days=data.max_gap_days,
+            max_fills=repair.max_fills,
+            symbol_budget_s=repair.symbol_budget_s,
+            retry_after_days=repair.retry_after_days,
+            outage_min_symbols=repair.outage_min_symbols,
+            workers=data.workers,
+            rules=data.rules,
         )
-        minimums = {"repair.max_fills": (cfg.max_fills, 1), "repair.retry_after_days": (cfg.retry_after_days, 0),
-                    "repair.outage_min_symbols": (cfg.outage_min_symbols, 2), "data.workers": (cfg.workers, 1)}
-        for name, (value, low) in minimums.items():
-            if value < low:
-                raise ContractError(f"{name} must be >= {low}, got {value}")
-        if not cfg.symbol_budget_s > 0:
-            raise ContractError(f"repair.symbol_budget_s must be > 0, got {cfg.symbol_budget_s}")
-        return cfg
 
 
 # --------------------------------------------------------------------------- pure core: merging
@@ -376,15 +367,15 @@ class _Series:
 def run_repair(
     layers: Layers,
     source: Source,
-    data_params: dict,
-    repair_params: dict | None,
+    data: DataParams,
+    repair: RepairParams | None,
     *,
     now_monotonic: Callable[[], float] = time.monotonic,
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
     lock_timeout: float = 3600.0,
 ) -> RepairSummary:
     """Repair the staged gaps of every symbol (see module docstring); the `quantlake repair` core."""
-    cfg = RepairConfig.from_params(data_params, repair_params)
+    cfg = RepairConfig.from_params(data, repair)
     store = StagingStore(layers.staging_bars, layers.quarantine, cfg.max_gap_days)
     layer = RepairLayer(layers.repairs)
     summary = RepairSummary()

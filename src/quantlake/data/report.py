@@ -8,7 +8,7 @@ writes `artifacts/reports/data_audit.html` with:
 * a coverage heat map: symbols x months, the share of days with a bar (grey before a symbol's
   first bar), so holes, stale and toxic tails show at a glance;
 * the distribution of the data quality scores;
-* the exchange-wide outages (`outages.py`), reported once;
+* the exchange-wide outages the audit recorded (`audit.json`, found by `outages.py` during repair), reported once;
 * every repaired or unrepaired gap (`repair.py`'s log);
 * a per-symbol table: status, rows, first and last day, gaps, quarantined events by rule,
   repairs, quality score, the audit's reasons;
@@ -37,7 +37,6 @@ from ..contracts import DAY_MS, SymbolId, date_to_ms, parse_date
 from ..lakehouse import AUDIT, CATALOG
 from ..storage import atomic_write_bytes, read_json
 from ..storage import read_bars as read_bar_file
-from .outages import detect_exchange_outages
 from .repair import GAP_STATUSES, QUARANTINE_SUBDIR, load_repair_log, merged_bars
 
 DPI = 100
@@ -300,12 +299,13 @@ def _read_quarantine_dir(folder: Path) -> dict[str, dict[str, int]]:
     return out
 
 
-def write_audit_report(lakehouse_dir: Path, bars_dir: Path, quarantine_dir: Path, repairs_dir: Path, out_html: Path, *, outage_min_symbols: int = 2) -> Path:
+def write_audit_report(lakehouse_dir: Path, bars_dir: Path, quarantine_dir: Path, repairs_dir: Path, out_html: Path) -> Path:
     """Write the data audit report (see module docstring) atomically to `out_html`.
 
     Reads `catalog.json` and `audit.json` from `lakehouse_dir` (the audit must have run), the
     staged bars in `bars_dir` merged with `repairs_dir`, the quarantine files of
-    `quarantine_dir` and `repairs_dir/quarantine`, and the repair log.
+    `quarantine_dir` and `repairs_dir/quarantine`, and the repair log. The exchange-wide
+    outages are the ones the audit recorded (`audit.json`), never recomputed here.
     """
     lakehouse_dir, bars_dir, repairs_dir = Path(lakehouse_dir), Path(bars_dir), Path(repairs_dir)
     for name in (CATALOG, AUDIT):
@@ -335,7 +335,7 @@ def write_audit_report(lakehouse_dir: Path, bars_dir: Path, quarantine_dir: Path
         _read_quarantine_dir(Path(quarantine_dir)),
         _read_quarantine_dir(repairs_dir / QUARANTINE_SUBDIR),
         load_repair_log(repairs_dir),
-        detect_exchange_outages({s: ts for s, ts in timestamps.items() if len(ts)}, min_symbols=outage_min_symbols),
+        audit.get("outages", []),
         figures,
     )
     out_html = Path(out_html)

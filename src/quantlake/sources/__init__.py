@@ -1,17 +1,16 @@
 """Market-data sources: one small interface (`base.Source`), one file per source.
 
-`make_source(data_params)` builds the source named by `data.source` from its own params
-block (`data.sim`, `data.binance`, `data.archive`, `data.files`).
+`make_source(data)` builds the source named by `data.source` from its own params
+section (`data.sim`, `data.binance`, `data.archive`, `data.files`).
 """
 
 from __future__ import annotations
 
 import importlib
 
-from ..contracts import ContractError
 from .base import Market, Source, SourceError
 
-# name -> (module, factory function); each factory takes the whole `data` params block.
+# name -> (module, factory function); each factory takes the typed `data` section.
 _REGISTRY = {
     "sim": ("quantlake.sources.sim", "from_params"),
     "binance": ("quantlake.sources.binance", "from_params"),
@@ -25,13 +24,16 @@ def available_sources() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def make_source(data_params: dict) -> Source:
-    name = data_params.get("source", "sim")
-    if name not in _REGISTRY:
-        raise ContractError(f"data.source: unknown source {name!r}; choose one of {available_sources()}")
-    module_name, factory = _REGISTRY[name]
+def make_source(data) -> Source:
+    """The source `data.source` names, built from the typed `data` section
+    (`quantlake.params.DataParams`, or a plain mapping parsed into one)."""
+    from ..params import DataParams
+    from ..params_base import coerce_section
+
+    data = coerce_section(DataParams, data)
+    module_name, factory = _REGISTRY[data.source]  # DataParams checked the name
     module = importlib.import_module(module_name)
-    return getattr(module, factory)(data_params)
+    return getattr(module, factory)(data)
 
 
 __all__ = ["Market", "Source", "SourceError", "make_source", "available_sources"]

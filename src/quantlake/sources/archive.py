@@ -34,15 +34,16 @@ import re
 import time
 import zipfile
 import zlib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import ClassVar, Iterator
 
 import pandas as pd
 import requests
 from requests.adapters import HTTPAdapter
 
 from ..contracts import DAY_MS, ContractError, SymbolId, empty_bars, ms_to_date
+from ..params_base import Section, check
 from .base import Market, SourceError
 from .binance import EXCHANGE, BinanceConfig, BinanceSource
 from .files import BarFile, market_from_bars, split_pair
@@ -55,31 +56,23 @@ _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
 @dataclass(frozen=True)
-class ArchiveConfig:
-    """The `data.archive` params block."""
+class ArchiveConfig(Section):
+    """The `data.archive` params section."""
+
+    SECTION: ClassVar[str] = "data.archive"
 
     base: str = DEFAULT_BASE  # URL base or local mirror folder
     mode: str = "auto"  # auto | monthly | daily
     timeout_s: float = 30.0
     retries: int = 3  # extra attempts after a 5xx or a connection error (web host only)
 
-    @classmethod
-    def from_params(cls, data_params: dict) -> "ArchiveConfig":
-        block = dict(data_params.get("archive") or {})
-        allowed = [f.name for f in fields(cls)]
-        for key in block:
-            if key not in allowed:
-                raise ContractError(f"data.archive: unknown key {key!r}; allowed: {allowed}")
-        cfg = cls(**block)
-        if cfg.mode not in MODES:
-            raise ContractError(f"data.archive.mode: {cfg.mode!r} is not one of {list(MODES)}")
-        if not isinstance(cfg.base, str) or not cfg.base:
-            raise ContractError(f"data.archive.base: expected a URL or a folder, got {cfg.base!r}")
-        if isinstance(cfg.retries, bool) or not isinstance(cfg.retries, int) or cfg.retries < 0:
-            raise ContractError(f"data.archive.retries: expected an integer >= 0, got {cfg.retries!r}")
-        if isinstance(cfg.timeout_s, bool) or not isinstance(cfg.timeout_s, (int, float)) or cfg.timeout_s <= 0:
-            raise ContractError(f"data.archive.timeout_s: expected a number > 0, got {cfg.timeout_s!r}")
-        return cfg
+    def __post_init__(self) -> None:
+        s = self.SECTION
+        check(self.mode in MODES, f"{s}.mode: {self.mode!r} is not one of {list(MODES)}")
+        check(bool(self.base), f"{s}.base: expected a URL or a folder, got {self.base!r}")
+        check(self.retries >= 0, f"{s}.retries must be >= 0, got {self.retries}")
+        check(self.timeout_s > 0, f"{s}.timeout_s must be > 0, got {self.timeout_s}")
+
 
     @property
     def is_url(self) -> bool:
@@ -279,12 +272,14 @@ class HybridSource:
         self.rest.close()
 
 
-def from_params(data_params: dict) -> ArchiveSource:
-    return ArchiveSource(ArchiveConfig.from_params(data_params))
+def from_params(data) -> ArchiveSource:
+    """The source of `data.source: archive` from the typed `data` section."""
+    return ArchiveSource(data.archive)
 
 
-def hybrid_from_params(data_params: dict) -> HybridSource:
-    return HybridSource(ArchiveSource(ArchiveConfig.from_params(data_params)), BinanceSource(BinanceConfig.from_params(data_params)))
+def hybrid_from_params(data) -> HybridSource:
+    """The source of `data.source: hybrid`: the archive's history and the REST API's tail."""
+    return HybridSource(ArchiveSource(data.archive), BinanceSource(data.binance))
 
 
 __all__ = [

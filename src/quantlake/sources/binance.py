@@ -28,14 +28,15 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, fields
-from typing import Any, Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Iterable
 
 import pandas as pd
 import requests
 from requests.adapters import HTTPAdapter
 
 from ..contracts import DAY_MS, ContractError, SymbolId, date_to_ms, empty_bars, ms_to_date
+from ..params_base import Section, check
 from .base import Market, SourceError
 from .klines import clip_days, klines_to_bars, parse_kline_rows, sort_unique
 from .ratelimit import WeightPacer
@@ -50,8 +51,10 @@ WEIGHT_TICKER_ALL = 80
 
 
 @dataclass(frozen=True)
-class BinanceConfig:
-    """The `data.binance` params block."""
+class BinanceConfig(Section):
+    """The `data.binance` params section."""
+
+    SECTION: ClassVar[str] = "data.binance"
 
     base_url: str = DEFAULT_BASE_URL
     max_workers: int = 8  # threads of `fetch_many`; ingestion uses `data.workers`
@@ -63,33 +66,15 @@ class BinanceConfig:
     max_backoff_s: float = 8.0
     max_pause_s: float = 300.0  # a longer Retry-After (a long IP ban) fails the source instead
 
-    @classmethod
-    def from_params(cls, data_params: dict) -> "BinanceConfig":
-        block = dict(data_params.get("binance") or {})
-        allowed = [f.name for f in fields(cls)]
-        for key in block:
-            if key not in allowed:
-                raise ContractError(f"data.binance: unknown key {key!r}; allowed: {allowed}")
-        values = {}
-        for f in fields(cls):
-            if f.name in block:
-                values[f.name] = _typed(block[f.name], type(f.default), f"data.binance.{f.name}")
-        cfg = cls(**values)
-        if cfg.max_workers < 1 or cfg.retries < 0 or cfg.timeout_s <= 0 or cfg.weight_limit_per_minute <= 0 or cfg.weight_window_s <= 0:
-            raise ContractError("data.binance: max_workers >= 1, retries >= 0, and timeout_s, weight_limit_per_minute, weight_window_s > 0")
-        if not cfg.base_url.startswith(("http://", "https://")):
-            raise ContractError(f"data.binance.base_url: {cfg.base_url!r} is not an http(s) URL")
-        return cfg
-
-
-def _typed(value: Any, kind: type, where: str) -> Any:
-    if kind is str:
-        if not isinstance(value, str):
-            raise ContractError(f"{where}: expected a string, got {value!r}")
-        return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
-        raise ContractError(f"{where}: expected {'an integer' if kind is int else 'a number'}, got {value!r}")
-    return kind(value)
+    def __post_init__(self) -> None:
+        s = self.SECTION
+        check(self.base_url.startswith(("http://", "https://")), f"{s}.base_url: {self.base_url!r} is not an http(s) URL")
+        check(self.max_workers >= 1, f"{s}.max_workers must be >= 1, got {self.max_workers}")
+        check(self.retries >= 0, f"{s}.retries must be >= 0, got {self.retries}")
+        for name in ("timeout_s", "weight_limit_per_minute", "weight_window_s"):
+            check(getattr(self, name) > 0, f"{s}.{name} must be > 0, got {getattr(self, name)}")
+        for name in ("backoff_s", "max_backoff_s", "max_pause_s"):
+            check(getattr(self, name) >= 0, f"{s}.{name} must be >= 0, got {getattr(self, name)}")
 
 
 class BinanceSource:
@@ -326,8 +311,9 @@ def _snippet(resp: requests.Response) -> str:
     return repr(text) if text else "(empty body)"
 
 
-def from_params(data_params: dict) -> BinanceSource:
-    return BinanceSource(BinanceConfig.from_params(data_params))
+def from_params(data) -> BinanceSource:
+    """The source of `data.source: binance` from the typed `data` section (`quantlake.params.DataParams`)."""
+    return BinanceSource(data.binance)
 
 
 __all__ = ["BinanceSource", "BinanceConfig", "from_params", "EXCHANGE", "DEFAULT_BASE_URL"]

@@ -25,13 +25,15 @@ import datetime as dt
 import io
 import json
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..contracts import DAY_MS, OHLCV_COLUMNS, ContractError, SymbolId, date_to_ms, empty_bars, ms_to_date
+from ..contracts import DAY_MS, OHLCV_COLUMNS, SYMBOL_RE, ContractError, SymbolId, date_to_ms, empty_bars, ms_to_date
+from ..params_base import Section, check
 from .base import Market, SourceError
 from .klines import clip_days, epoch_to_ms, klines_to_bars, read_kline_csv, sort_unique, to_floats, to_ints
 
@@ -56,24 +58,18 @@ _TIME_NAMES = ("timestamp", "date", "datetime", "time", "open_time")
 
 
 @dataclass(frozen=True)
-class FilesConfig:
-    """The `data.files` params block."""
+class FilesConfig(Section):
+    """The `data.files` params section."""
+
+    SECTION: ClassVar[str] = "data.files"
 
     path: str = "data/raw/files"
     exchange: str = "BINANCE"
 
-    @classmethod
-    def from_params(cls, data_params: dict) -> "FilesConfig":
-        block = dict(data_params.get("files") or {})
-        allowed = [f.name for f in fields(cls)]
-        for key, value in block.items():
-            if key not in allowed:
-                raise ContractError(f"data.files: unknown key {key!r}; allowed: {allowed}")
-            if not isinstance(value, str) or not value:
-                raise ContractError(f"data.files.{key}: expected a non-empty string, got {value!r}")
-        cfg = cls(**block)
-        SymbolId.of(cfg.exchange, "CHECK", where="data.files.exchange")
-        return cfg
+    def __post_init__(self) -> None:
+        s = self.SECTION
+        check(bool(self.path), f"{s}.path: expected a non-empty string")
+        check(bool(SYMBOL_RE.match(f"{self.exchange}:CHECK")), f"{s}.exchange: {self.exchange!r} is not an exchange id (A-Z, 0-9)")
 
 
 @dataclass(frozen=True)
@@ -294,8 +290,9 @@ def _epoch_ms(values: pd.Series, field: str, where: str, first_row: int, row_lab
     return ((stamps - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)).to_numpy(dtype="int64")
 
 
-def from_params(data_params: dict) -> FilesSource:
-    return FilesSource(FilesConfig.from_params(data_params))
+def from_params(data) -> FilesSource:
+    """The source of `data.source: files` from the typed `data` section."""
+    return FilesSource(data.files)
 
 
 __all__ = ["FilesSource", "FilesConfig", "BarFile", "bar_file", "read_bar_file", "market_from_bars", "split_pair", "from_params", "QUOTE_ASSETS"]

@@ -16,11 +16,13 @@ import datetime as dt
 import threading
 from dataclasses import dataclass
 from functools import cached_property
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
 from ..contracts import DAY_MS, ContractError, SymbolId, date_to_ms
+from ..params_base import Section, check
 from .base import Market, SourceError
 
 EXCHANGE = "SIM"
@@ -180,17 +182,34 @@ def _garch(z: np.ndarray, *, omega: float, alpha: float, beta: float) -> np.ndar
     return out
 
 
+MAX_EXTRA_SYMBOLS = 20_000
+
+
+@dataclass(frozen=True)
+class SimConfig(Section):
+    """The `data.sim` params section."""
+
+    SECTION: ClassVar[str] = "data.sim"
+
+    seed: int = 7
+    extra_symbols: int = 0  # synthetic extra USDT pairs (Q00000USDT...) for scale runs
+
+    def __post_init__(self) -> None:
+        check(0 <= self.extra_symbols <= MAX_EXTRA_SYMBOLS,
+              f"{self.SECTION}.extra_symbols must be in [0, {MAX_EXTRA_SYMBOLS}], got {self.extra_symbols}")
+
+
 class SimExchange:
     """The simulated exchange. Cheap to construct; the universe is generated on first use."""
 
     name = "sim"
     exchange = EXCHANGE
 
-    def __init__(self, seed: int = 7, extra_symbols: int = 0):
+    def __init__(self, seed: int = SimConfig.seed, extra_symbols: int = SimConfig.extra_symbols):
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise ContractError(f"data.sim.seed must be an integer, got {seed!r}")
-        if not isinstance(extra_symbols, int) or isinstance(extra_symbols, bool) or not 0 <= extra_symbols <= 20_000:
-            raise ContractError(f"data.sim.extra_symbols must be an integer in [0, 20000], got {extra_symbols!r}")
+        if not isinstance(extra_symbols, int) or isinstance(extra_symbols, bool) or not 0 <= extra_symbols <= MAX_EXTRA_SYMBOLS:
+            raise ContractError(f"data.sim.extra_symbols must be an integer in [0, {MAX_EXTRA_SYMBOLS}], got {extra_symbols!r}")
         self.seed = seed
         self.extra_symbols = extra_symbols
         self.requests = 0  # source calls, so tests can prove a run made none
@@ -387,12 +406,9 @@ def _inject_defects(sym: str, df: pd.DataFrame) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def from_params(data_params: dict) -> SimExchange:
-    sim = dict(data_params.get("sim") or {})
-    unknown = set(sim) - {"seed", "extra_symbols"}
-    if unknown:
-        raise ContractError(f"data.sim: unknown key(s) {sorted(unknown)}; allowed: ['extra_symbols', 'seed']")
-    return SimExchange(seed=sim.get("seed", 7), extra_symbols=sim.get("extra_symbols", 0))
+def from_params(data) -> SimExchange:
+    """The source of `data.source: sim` from the typed `data` section."""
+    return SimExchange(seed=data.sim.seed, extra_symbols=data.sim.extra_symbols)
 
 
-__all__ = ["SimExchange", "DEFECTS", "Defect", "from_params", "EXCHANGE", "DAY_MS"]
+__all__ = ["SimExchange", "SimConfig", "DEFECTS", "Defect", "from_params", "EXCHANGE", "DAY_MS"]
