@@ -195,3 +195,13 @@ def test_drift_on_a_head_extension_is_flagged_and_the_stored_bar_kept(tmp_path):
     run_audit(layers, AuditConfig(as_of=AS_OF))
     entry = read_json(layers.lakehouse / "catalog.json")["symbols"]["SIM:SOLUSDT"]
     assert entry["drift"] == ["2024-03-05"] and entry["status"] == "degraded"
+
+
+@pytest.mark.parametrize("lag, stale", [(3, False), (4, True)])  # audit.stale_days 3: `lag > stale_days`
+def test_the_stale_days_boundary(lag, stale):
+    from quantlake.data.audit import classify
+
+    end = AS_OF - dt.timedelta(days=lag)
+    entry = {"rows": 100, "start_date": (end - dt.timedelta(days=99)).isoformat(), "end_date": end.isoformat(), "quarantined": 0, "gaps": []}
+    status, reasons = classify(entry, [], AuditConfig(as_of=AS_OF, stale_days=3))
+    assert status == ("stale" if stale else "ok"), reasons
