@@ -9,7 +9,8 @@ mirrors it):
 each zip holding one headerless CSV in the 12-field kline layout (parsed by `klines.py`;
 files from 2025 on use microsecond timestamps), each with a `.CHECKSUM` beside it
 (`<sha256>  <file name>`), verified when present. A damaged zip or a checksum mismatch is a
-`SourceError` naming the symbol and the file.
+`SourceError` naming the symbol and the file. Retries on the web host are announced with their
+wait, and a host that cannot be reached fails fast with one line naming it (`network.py`).
 
 `data.archive.mode` chooses the files: `monthly` (one file per month), `daily` (one file per
 day), or `auto` (monthly files, and daily files for the trailing months of the window - at most
@@ -31,12 +32,11 @@ import datetime as dt
 import hashlib
 import io
 import re
-import time
 import zipfile
 import zlib
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pandas as pd
 import requests
@@ -47,10 +47,12 @@ from .base import Market, SourceError
 from .binance import EXCHANGE, BinanceConfig, BinanceSource
 from .files import BarFile, market_from_bars, split_pair
 from .klines import clip_days, klines_to_bars, read_kline_csv, sort_unique
+from .network import Retrier, host_of, say
 
 DEFAULT_BASE = "https://data.binance.vision"
 MODES = ("auto", "monthly", "daily")
 DAILY_FALLBACK_MONTHS = 2
+BACKOFF_S, MAX_BACKOFF_S = 0.5, 8.0  # the first retry's wait (doubled each retry) and its cap
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
@@ -136,9 +138,12 @@ class ArchiveSource:
     name = "archive"
     exchange = EXCHANGE
 
-    def __init__(self, config: ArchiveConfig | None = None, *, session: requests.Session | None = None):
+    def __init__(
+        self, config: ArchiveConfig | None = None, *, session: requests.Session | None = None, log: Callable[[str], None] = say
+    ):
         self.config = config or ArchiveConfig()
         self._session = None
+        self.retrier = Retrier(host_of(self.config.base), self.config.timeout_s, self.config.retries, BACKOFF_S, MAX_BACKOFF_S, log=log)
         if self.config.is_url:
             self._session = session or requests.Session()
             adapter = HTTPAdapter(pool_connections=2, pool_maxsize=16)
@@ -233,22 +238,22 @@ class ArchiveSource:
             except OSError as exc:
                 raise SourceError(f"{path}: cannot read: {exc}", symbol=sid) from exc
         url = f"{self.config.base.rstrip('/')}/{relpath}"
-        for attempt in range(self.config.retries + 1):
+        failures = 0
+        while True:
+            self.retrier.check()
             try:
                 resp = self._session.get(url, timeout=self.config.timeout_s)
             except (requests.ConnectionError, requests.Timeout) as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-            else:
-                if resp.status_code == 200:
-                    return resp.content
-                if resp.status_code in (403, 404):  # S3 answers 403 for a key that does not exist
-                    return None
-                problem = f"HTTP {resp.status_code}"
-                if resp.status_code < 500:
-                    raise SourceError(f"GET {url}: {problem}", symbol=sid)
-            if attempt < self.config.retries:
-                time.sleep(min(8.0, 0.5 * 2**attempt))
-        raise SourceError(f"GET {url}: {problem} (gave up after {self.config.retries + 1} attempts)", symbol=sid, retryable=True)
+                failures = self.retrier.connection_failed(failures, f"GET {url}", exc, sid)
+                continue
+            self.retrier.answered()
+            if resp.status_code == 200:
+                return resp.content
+            if resp.status_code in (403, 404):  # S3 answers 403 for a key that does not exist
+                return None
+            if resp.status_code < 500:
+                raise SourceError(f"GET {url}: HTTP {resp.status_code}", symbol=sid)
+            failures = self.retrier.answer_failed(failures, f"GET {url}", f"HTTP {resp.status_code}", sid)
 
 
 class HybridSource:
