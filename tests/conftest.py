@@ -10,12 +10,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from real_data import FREQTRADE, real_data_root
+from real_data import FREQTRADE, fold_offline_skip, real_data_root
 
 ROOT = Path(__file__).resolve().parents[1]
+pytest_plugins = ("pytester",)  # tests/test_real_data_fallback.py runs a pytest session
 
 from conftest_exchange import *  # noqa: F401,F403  (the fake exchange's fixtures)
 from sshd_fixture import sshd  # noqa: F401  (a real sshd on 127.0.0.1)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Offline, the real-data tests' skips fold into one summary line (tests/real_data.py)."""
+    report = yield
+    fold_offline_skip(report)
+    return report
 
 
 def load_freqtrade(base: str) -> pd.DataFrame:

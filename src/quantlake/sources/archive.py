@@ -109,17 +109,22 @@ def days_between(start: dt.date, end: dt.date) -> Iterator[dt.date]:
         yield start + dt.timedelta(days=i)
 
 
-def bars_from_zip(data: bytes, *, where: str) -> pd.DataFrame:
-    """The bars of one archive zip (one CSV in the kline layout)."""
+def csv_from_zip(data: bytes, *, where: str) -> tuple[str, bytes]:
+    """(member name, CSV bytes) of one archive zip (one CSV in the kline layout)."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             members = [n for n in zf.namelist() if n.lower().endswith(".csv")]
             if len(members) != 1:
                 raise ContractError(f"{where}: expected one CSV in the zip, found {zf.namelist()}")
-            text = zf.read(members[0])
+            return members[0], zf.read(members[0])
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError) as exc:
         raise ContractError(f"{where}: corrupted zip: {exc}") from exc
-    return klines_to_bars(read_kline_csv(text, where=f"{where}:{members[0]}"))
+
+
+def bars_from_zip(data: bytes, *, where: str) -> pd.DataFrame:
+    """The bars of one archive zip (one CSV in the kline layout)."""
+    member, text = csv_from_zip(data, where=where)
+    return klines_to_bars(read_kline_csv(text, where=f"{where}:{member}"))
 
 
 def verify_checksum(data: bytes, checksum_file: bytes | None, *, where: str) -> None:
@@ -139,9 +144,15 @@ class ArchiveSource:
     exchange = EXCHANGE
 
     def __init__(
-        self, config: ArchiveConfig | None = None, *, session: requests.Session | None = None, log: Callable[[str], None] = say
+        self,
+        config: ArchiveConfig | None = None,
+        *,
+        session: requests.Session | None = None,
+        log: Callable[[str], None] = say,
+        require_checksum: bool = False,
     ):
         self.config = config or ArchiveConfig()
+        self.require_checksum = require_checksum  # a file without its .CHECKSUM is then an error
         self._session = None
         self.retrier = Retrier(host_of(self.config.base), self.config.timeout_s, self.config.retries, BACKOFF_S, MAX_BACKOFF_S, log=log)
         if self.config.is_url:
@@ -220,13 +231,21 @@ class ArchiveSource:
         days = sorted(folder.glob(f"{symbol}-1d-????-??-??.zip")) if folder.is_dir() else []
         return dt.date.fromisoformat(days[0].name[-14:-4]) if days else None
 
-    def _file(self, sid: SymbolId, relpath: str) -> pd.DataFrame | None:
-        """The bars of one archive file, None when the archive has no such file."""
+    def file_bytes(self, sid: SymbolId, relpath: str) -> bytes | None:
+        """The bytes of one archive file checked against its `.CHECKSUM` (None: no such file)."""
         data = self._read(sid, relpath)
         if data is None:
             return None
-        verify_checksum(data, self._read(sid, relpath + ".CHECKSUM"), where=relpath)
-        return bars_from_zip(data, where=relpath)
+        checksum = self._read(sid, relpath + ".CHECKSUM")
+        if checksum is None and self.require_checksum:
+            raise ContractError(f"{relpath}: no {relpath.rsplit('/', 1)[-1]}.CHECKSUM beside it, and checksums are required")
+        verify_checksum(data, checksum, where=relpath)
+        return data
+
+    def _file(self, sid: SymbolId, relpath: str) -> pd.DataFrame | None:
+        """The bars of one archive file, None when the archive has no such file."""
+        data = self.file_bytes(sid, relpath)
+        return None if data is None else bars_from_zip(data, where=relpath)
 
     def _read(self, sid: SymbolId, relpath: str) -> bytes | None:
         if not self.config.is_url:
@@ -301,5 +320,6 @@ __all__ = [
     "monthly_path",
     "daily_path",
     "bars_from_zip",
+    "csv_from_zip",
     "verify_checksum",
 ]

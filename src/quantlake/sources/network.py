@@ -33,6 +33,10 @@ import requests
 from ..contracts import SymbolId
 from .base import SourceError
 
+class HostUnreachable(SourceError):
+    """The host cannot be reached at all (no name, no connection): the whole source is down."""
+
+
 OFFLINE_HINT = (
     "check the network, or work offline with `data.source: sim` (the simulated exchange) "
     "or `data.source: files` (your own bar files) in params.yaml"
@@ -97,7 +101,7 @@ class Retrier:
     def check(self) -> None:
         """Fail at once when an earlier request found the host unreachable."""
         if self.unreachable is not None:
-            raise SourceError(self.unreachable)
+            raise HostUnreachable(self.unreachable)
 
     def connection_failed(self, failures: int, what: str, exc: BaseException, symbol: SymbolId | str | None) -> int:
         """After a connection-level error (no answer): wait and return the new failure count,
@@ -105,7 +109,7 @@ class Retrier:
         problem = f"{type(exc).__name__}: {_reason(exc)}"
         if is_name_resolution_error(exc):
             self.unreachable = unreachable_message(self.host, f"the host name does not resolve: {_reason(exc)}")
-            raise SourceError(self.unreachable)
+            raise HostUnreachable(self.unreachable)
         if failures < self.retries:
             return self._wait(failures, f"{what}: {problem}")
         gave_up = f"{what}: {problem}; gave up after {failures + 1} attempts"
@@ -113,7 +117,7 @@ class Retrier:
             self._heard = False
             raise SourceError(gave_up, symbol=symbol, retryable=True)
         self.unreachable = unreachable_message(self.host, gave_up)
-        raise SourceError(self.unreachable)
+        raise HostUnreachable(self.unreachable)
 
     def answer_failed(self, failures: int, what: str, problem: str, symbol: SymbolId | str | None) -> int:
         """After a bad answer (5xx, unreadable body): wait and return the new failure count, or
@@ -147,4 +151,4 @@ def _reason(exc: BaseException) -> str:
     return text.strip() or type(inner).__name__
 
 
-__all__ = ["Retrier", "OFFLINE_HINT", "host_of", "unreachable_message", "is_name_resolution_error", "say"]
+__all__ = ["Retrier", "HostUnreachable", "OFFLINE_HINT", "host_of", "unreachable_message", "is_name_resolution_error", "say"]
