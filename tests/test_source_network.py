@@ -128,3 +128,22 @@ def test_the_cli_ends_with_one_line_naming_the_host_and_what_to_do(silent_host, 
     assert err[-1].startswith(f"quantlake discover: error: cannot reach {silent_host} (")
     assert err[-1].endswith("`data.source: sim` (the simulated exchange) or `data.source: files` (your own bar files) in params.yaml")
     assert not (tmp_path / "c.json").exists()
+
+
+def test_ingest_stops_at_an_unreachable_host_with_its_one_line(silent_host, tmp_path):
+    from quantlake.data.ingest import IngestConfig, ingest_symbols
+    from quantlake.data.staging import StagingStore
+    from quantlake.sources.base import HostUnreachable
+
+    logged: list[str] = []
+    src = binance(silent_host, logged)
+    symbols = [SymbolId.of("BINANCE", f"{base}USDT") for base in ("BTC", "ETH", "SOL", "ADA", "XRP", "DOT", "LTC", "TRX")]
+    store = StagingStore(tmp_path / "bars", tmp_path / "quarantine")
+    cfg = IngestConfig(as_of=DAY, start=dt.date(2021, 12, 1), workers=2)
+    t0 = time.monotonic()
+    with pytest.raises(HostUnreachable) as info:
+        ingest_symbols(symbols, src, store, cfg, now=dt.datetime(2022, 1, 3, tzinfo=dt.timezone.utc), log=logged.append, progress=False)
+    # two workers each spend at most one request's budget; the other symbols never wait on the host
+    assert time.monotonic() - t0 <= 2 * src.retrier.budget_s + SLACK_S
+    assert str(info.value).startswith(f"cannot reach {silent_host} (") and str(info.value).endswith(OFFLINE_HINT)
+    assert not any("FAILED" in line for line in logged), logged

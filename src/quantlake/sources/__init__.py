@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 
 from ..contracts import ContractError
-from .base import Market, Source, SourceError
+from .base import HostUnreachable, Market, Source, SourceError
 
 # name -> (module, factory function); each factory takes the whole `data` params block.
 _REGISTRY = {
@@ -34,4 +34,4 @@ def make_source(data_params: dict) -> Source:
     return getattr(module, factory)(data_params)
 
 
-__all__ = ["Market", "Source", "SourceError", "make_source", "available_sources"]
+__all__ = ["HostUnreachable", "Market", "Source", "SourceError", "make_source", "available_sources"]

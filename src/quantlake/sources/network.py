@@ -31,11 +31,7 @@ from urllib.parse import urlsplit
 import requests
 
 from ..contracts import SymbolId
-from .base import SourceError
-
-class HostUnreachable(SourceError):
-    """The host cannot be reached at all (no name, no connection): the whole source is down."""
-
+from .base import HostUnreachable, SourceError
 
 OFFLINE_HINT = (
     "check the network, or work offline with `data.source: sim` (the simulated exchange) "
