@@ -246,22 +246,16 @@ def test_a_genuine_450_percent_move_is_kept_with_the_default_threshold():
     assert res.quarantine.empty and res.toxic_reason is None
 
 
-@pytest.mark.parametrize("low, fixed", [(5.0, False), (4.99, True)])  # body 10, wick_low_factor 2
-def test_the_low_wick_factor_boundary(low, fixed):
+@pytest.mark.parametrize(
+    "field, value, fixed",
+    [("low", 5.0, False), ("low", 4.99, True), ("high", 30.0, False), ("high", 30.01, True)],  # body 10; factors 2 and 3
+)
+def test_the_wick_factor_boundaries(field, value, fixed):
     df = bars([10.0] * 3)
-    df.loc[1, "low"] = low
+    df.loc[1, field] = value
     res = run(df)
-    assert (rules_fired(res) == ["bad_wick_low"]) is fixed
-    assert res.bars.loc[1, "low"] == (10.0 if fixed else low)
-
-
-@pytest.mark.parametrize("high, fixed", [(30.0, False), (30.01, True)])  # body 10, wick_high_factor 3
-def test_the_high_wick_factor_boundary(high, fixed):
-    df = bars([10.0] * 3)
-    df.loc[1, "high"] = high
-    res = run(df)
-    assert (rules_fired(res) == ["bad_wick_high"]) is fixed
-    assert res.bars.loc[1, "high"] == (10.0 if fixed else high)
+    assert (rules_fired(res) == [f"bad_wick_{field}"]) is fixed
+    assert res.bars.loc[1, field] == (10.0 if fixed else value)
 
 
 @pytest.mark.parametrize("run_length, removed", [(2, False), (3, True)])  # stall_days 3
