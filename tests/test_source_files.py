@@ -307,7 +307,7 @@ def test_one_bad_file_never_sinks_discovery_or_ingestion(tmp_path):
     for key, file_name in [("BINANCE:ETHUSDT", "ETHUSDT_1d.csv"), ("BINANCE:SOLUSDT", "SOLUSDT_1d.csv"), ("BINANCE:XRPUSDT", "XRPUSDT_1d.json")]:
         assert file_name in src.problems[key]
         assert any(key in line and file_name in line for line in logged), (key, logged)
-    assert any("5 bad file(s)" in line for line in logged)
+    assert any("5 bad file(s) left out" in line and "1 market(s) read" in line for line in logged), logged
     symbols = ["BINANCE:BTCUSDT", "BINANCE:ETHUSDT", "BINANCE:SOLUSDT", "BINANCE:ADAUSDT", "BINANCE:XRPUSDT"]
     store, summary = _ingest(src, symbols, tmp_path)
     outcome = {o.symbol: o for o in summary.outcomes}

@@ -240,7 +240,7 @@ class FilesSource:
         for key, problem in sorted(self.problems.items()):
             self.log(f"files: skipped {key}: {problem}")
         if self.problems:
-            self.log(f"files: {len(self.problems)} bad file(s) left out of {len(found) + len(self.problems)} in {self.folder}; the others go on")
+            self.log(f"files: {len(self.problems)} bad file(s) left out in {self.folder} (above); {len(markets)} market(s) read from the others")
         return markets
 
     def fetch_bars(self, symbol: SymbolId, start: dt.date, end: dt.date) -> pd.DataFrame:
