@@ -236,6 +236,7 @@ def _csv_rows(stamps) -> str:
     "unit, stamps",
     [
         ("seconds", SECONDS),
+        ("seconds written as floats", [f"{s}.0" for s in SECONDS]),
         ("milliseconds", [s * 1000 for s in SECONDS]),
         ("microseconds", [s * 1_000_000 for s in SECONDS]),
         ("nanoseconds", [s * 1_000_000_000 for s in SECONDS]),
@@ -246,7 +247,8 @@ def _csv_rows(stamps) -> str:
 def test_epoch_units_are_told_by_magnitude_and_no_row_is_lost(tmp_path, unit, stamps):
     (tmp_path / "AAAUSDT_1d.csv").write_text(_csv_rows(stamps))
     (tmp_path / "BBB_USDT-1d.json").write_text(json.dumps([[t, 1, 2, 0.5, 1.5, 10] for t in stamps]))
-    klines = "".join(f"{t},1,2,0.5,1.5,10,{t + (86_399 if t < 10**11 else 86_399_999)},15,3,5,7,0\n" for t in stamps)
+    ints = [int(float(t)) for t in stamps]
+    klines = "".join(f"{t},1,2,0.5,1.5,10,{n + (86_399 if n < 10**11 else 86_399_999)},15,3,5,7,0\n" for t, n in zip(stamps, ints))
     (tmp_path / "CCCUSDT.csv").write_text(klines)
     src = files(tmp_path)
     assert [m.listed_on for m in src.list_markets(DAYS[-1])] == [DAYS[0]] * 3, unit

@@ -330,7 +330,7 @@ def _epoch_ms(values: pd.Series, field: str, where: str, first_row: int, row_lab
         stamps = values
     else:
         text = values.astype(str).str.strip()
-        if text.str.fullmatch(r"\d+").all():
+        if text.str.fullmatch(r"\d+(\.0*)?").all():  # "1609459200.0" from a spreadsheet round trip too
             at = {"field": field, "where": where, "first_row": first_row, "row_label": row_label}
             return epoch_to_ms(to_ints(text.to_numpy(dtype=object), **at), **at)
         stamps = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")

@@ -217,8 +217,9 @@ def _kline_frame(columns: Sequence[Sequence[Any]], *, where: str, first_row: int
 
 
 def _is_integer_text(value: Any) -> bool:
-    text = str(value).strip()
-    return text.isdigit()
+    """An epoch number, also as a spreadsheet writes it ("1502928000000.0"): not a header cell."""
+    whole, _, fraction = str(value).strip().partition(".")
+    return whole.isdigit() and fraction.strip("0") == ""
 
 
 __all__ = [
