@@ -181,3 +181,23 @@ def test_offline_skips_fold_into_one_summary_line(pytester, monkeypatch):
     result.assert_outcomes(skipped=3)
     lines = [line for line in result.outlines if line.startswith("SKIPPED")]
     assert len(lines) == 1 and lines[0].startswith("SKIPPED [3] ") and "real_data.py:1: " in lines[0], result.outlines
+
+
+def test_the_fallback_reproduces_the_shared_recordings_from_their_archive_files(real_data_dir, tmp_path):
+    """An archive mirror made of the real 12-field rows (as data.binance.vision holds them) gives
+    back, through the fallback, the shared freqtrade JSON and kline CSV exactly (BTCUSDT)."""
+    from test_source_archive import write_archive_file
+
+    shared_csv = real_data_dir / KLINES12 / "BTCUSDT-1d.csv"
+    months: dict[dt.date, list[str]] = {}
+    for line in shared_csv.read_text().splitlines()[1:]:
+        months.setdefault(dt.date.fromisoformat(line[:10]).replace(day=1), []).append(line.split(",", 1)[1])
+    root = tmp_path / "mirror"
+    for month, lines in months.items():
+        write_archive_file(root, monthly_path("BTCUSDT", month), lines)
+    pairs = [p for p in real_data.read_pairs() if p["symbol"] == "BTCUSDT" and p["dir"] in (FREQTRADE, KLINES12)]
+    assert len(pairs) == 2
+    cache = build_cache(tmp_path / "cache", pairs, archive_base=str(root), rest_base="http://unused.invalid", log=lambda m: None)
+    built = json.loads((cache / FREQTRADE / "BTC_USDT-1d.json").read_text())
+    assert built == json.loads((real_data_dir / FREQTRADE / "BTC_USDT-1d.json").read_text())
+    assert (cache / KLINES12 / "BTCUSDT-1d.csv").read_text() == shared_csv.read_text()
