@@ -4,33 +4,32 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from real_data import FREQTRADE, fold_offline_skip, real_data_root
+
 ROOT = Path(__file__).resolve().parents[1]
-REAL_DIR = ROOT.parent / "shared" / "data" / "real"
-FREQTRADE_DIR = REAL_DIR / "binance_spot_1d_freqtrade_json"
+pytest_plugins = ("pytester",)  # tests/test_real_data_fallback.py runs a pytest session
 
 from conftest_exchange import *  # noqa: F401,F403  (the fake exchange's fixtures)
 from sshd_fixture import sshd  # noqa: F401  (a real sshd on 127.0.0.1)
 
 
-def real_data_required() -> None:
-    """Skip only where the shared folder is absent (a user's machine), never in CI."""
-    if not FREQTRADE_DIR.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{REAL_DIR} is missing on CI: the real-data tests must run")
-        pytest.skip(f"real Binance recordings not found at {REAL_DIR}")
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Offline, the real-data tests' skips fold into one summary line (tests/real_data.py)."""
+    report = yield
+    fold_offline_skip(report)
+    return report
 
 
 def load_freqtrade(base: str) -> pd.DataFrame:
     """A real pair's bars from the freqtrade JSON recordings, as contract columns."""
-    real_data_required()
-    rows = json.loads((FREQTRADE_DIR / f"{base}_USDT-1d.json").read_text())
+    rows = json.loads((real_data_root() / FREQTRADE / f"{base}_USDT-1d.json").read_text())
     arr = np.asarray(rows, dtype="float64")
     return pd.DataFrame(
         {
@@ -45,8 +44,7 @@ def load_freqtrade(base: str) -> pd.DataFrame:
 
 
 def real_bases() -> list[str]:
-    real_data_required()
-    return sorted(p.name.split("_")[0] for p in FREQTRADE_DIR.glob("*_USDT-1d.json"))
+    return sorted(p.name.split("_")[0] for p in (real_data_root() / FREQTRADE).glob("*_USDT-1d.json"))
 
 
 class RecordingSource:

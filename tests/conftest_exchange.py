@@ -7,18 +7,14 @@ from pathlib import Path
 import pytest
 
 from fake_exchange import FakeExchange, load_freqtrade_folder
+from real_data import real_data_root
 
 __all__ = ["fake_exchange", "real_data_dir", "real_freqtrade_bars"]
-
-REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared/data/real"
-
 
 @pytest.fixture(scope="session")
 def real_data_dir() -> Path:
     """`../shared/data/real` (skipped only where it is absent: a user's machine, never CI)."""
-    if not REAL_DATA.is_dir():
-        pytest.skip(f"real Binance data not found at {REAL_DATA}")
-    return REAL_DATA
+    return real_data_root()
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,6 @@
 """The gate: statuses for every injected defect, the Golden Copy's contents, refusal to publish."""
 
 import datetime as dt
-import json
 import os
 import shutil
 from pathlib import Path
@@ -220,3 +219,13 @@ def test_moving_as_of_back_publishes_that_day_s_version_and_keeps_staging(staged
     # staging keeps the later bars for the next version
     assert {p.name: sha256_file(p) for p in moved.staging_bars.glob("*.parquet")} == staged_before
     assert run_audit(moved, AuditConfig(as_of=AS_OF)).certified == run_audit(copy_layers(staged, tmp_path / "again"), AuditConfig(as_of=AS_OF)).certified
+
+
+@pytest.mark.parametrize("lag, stale", [(3, False), (4, True)])  # audit.stale_days 3: `lag > stale_days`
+def test_the_stale_days_boundary(lag, stale):
+    from quantlake.data.audit import classify
+
+    end = AS_OF - dt.timedelta(days=lag)
+    entry = {"rows": 100, "start_date": (end - dt.timedelta(days=99)).isoformat(), "end_date": end.isoformat(), "quarantined": 0, "gaps": []}
+    status, reasons = classify(entry, [], AuditConfig(as_of=AS_OF, stale_days=3))
+    assert status == ("stale" if stale else "ok"), reasons

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,7 +24,7 @@ from quantlake.alpha.metrics import performance_metrics, returns_from_equity
 from quantlake.alpha.returns import returns_matrix, traded_value_matrix
 from quantlake.contracts import ContractError
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared/data/real"
+from real_data import real_data_root
 DATES = pd.date_range("2023-01-01", periods=240, freq="D", name="date")
 BASE = {
     "train_days": 60,
@@ -350,9 +349,7 @@ def test_data_known_at_fills_the_calendar():
 
 
 def test_real_binance_walk_forward_with_hrp():
-    folder = REAL / "binance_spot_1d_freqtrade_json"
-    if not folder.exists():
-        pytest.skip(f"real data folder {folder} is absent")
+    folder = real_data_root() / "binance_spot_1d_freqtrade_json"
     bars = {}
     for base in ("BTC", "ETH", "BNB", "ADA", "XRP", "LTC", "LINK", "TRX"):
         rows = np.asarray(json.loads((folder / f"{base}_USDT-1d.json").read_text()), dtype="float64")

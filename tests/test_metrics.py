@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from pathlib import Path
 
 import empyrical  # test extra: empyrical-reloaded (the numpy-2 fork; same module name)
 import numpy as np
@@ -15,7 +14,7 @@ import quantstats.stats as qs_stats  # test extra: quantstats
 
 from quantlake.alpha.metrics import performance_metrics, returns_from_equity
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared/data/real"
+from real_data import real_data_root
 P = 365
 
 
@@ -26,9 +25,7 @@ def seeded_returns(seed: int, n: int = 730) -> pd.Series:
 
 
 def real_btc_returns() -> pd.Series:
-    path = REAL / "binance_spot_1d_freqtrade_json/BTC_USDT-1d.json"
-    if not path.exists():
-        pytest.skip(f"real data file {path} is absent")
+    path = real_data_root() / "binance_spot_1d_freqtrade_json/BTC_USDT-1d.json"
     rows = np.asarray(json.loads(path.read_text()), dtype="float64")
     close = pd.Series(rows[:, 4], index=pd.to_datetime(rows[:, 0].astype("int64"), unit="ms"))
     return close.pct_change().dropna()

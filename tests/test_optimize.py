@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -49,8 +48,7 @@ from quantlake.alpha.optimize import (
     risk_contributions,
 )
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared/data/real"
-FREQTRADE = REAL / "binance_spot_1d_freqtrade_json"
+from real_data import FREQTRADE, real_data_root
 REAL_PAIRS = ("BTC", "ETH", "BNB", "ADA", "XRP", "LTC", "TRX", "LINK", "DOGE", "XLM")
 TIGHT = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10}
 METHODS = sorted(OPTIMIZERS)
@@ -84,11 +82,9 @@ def clusters(returns) -> pd.Series:
 @pytest.fixture(scope="module")
 def real_returns() -> pd.DataFrame:
     """Daily simple returns of 10 real Binance USDT pairs over their last 500 common days."""
-    if not FREQTRADE.is_dir():
-        pytest.skip(f"real data folder {FREQTRADE} is absent")
     closes = {}
     for base in REAL_PAIRS:
-        bars = json.loads((FREQTRADE / f"{base}_USDT-1d.json").read_text())
+        bars = json.loads((real_data_root() / FREQTRADE / f"{base}_USDT-1d.json").read_text())
         closes[base] = pd.Series([b[4] for b in bars], index=[b[0] for b in bars], dtype=float)
     panel = pd.DataFrame(closes).dropna().iloc[-501:]
     return panel.pct_change().iloc[1:]

@@ -215,3 +215,65 @@ def test_real_quarantine_stays_small_and_labelled():
     total = {b: len(_sanitize_real(b).quarantine) for b in real_bases()}
     assert sum(total.values()) <= 15, total  # a handful of labelled bad prints, not a purge
     assert total["LINK"] >= 1 and total["FTT"] >= 1
+
+
+# --------------------------------------------------------------------------- boundaries
+# Every threshold on both sides (params.yaml defaults: toxic_threshold 5.0, wick factors 2 and 3,
+# stall_days 3, max_contamination_days 30).
+
+
+@pytest.mark.parametrize("close, kept", [(5.99, True), (6.0, True), (6.01, False)])  # +499%, +500% kept; +501% toxic
+def test_an_up_jump_is_contamination_only_above_the_threshold(close, kept):
+    res = run(bars([1.0] * 10 + [close] * 20), toxic_threshold=5.0)
+    assert (len(res.bars) == 30) is kept
+    assert (res.toxic_reason is None) is kept
+    if not kept:
+        assert rules_fired(res) == ["contamination_unisolated"] and len(res.quarantine) == 20
+
+
+@pytest.mark.parametrize("low, kept", [(1 / 5.99, True), (1 / 6.0, True), (1 / 6.01, False)])  # the mirror image of +499% / +501%
+def test_a_down_jump_that_comes_back_is_contamination_only_beyond_the_threshold(low, kept):
+    res = run(bars([1.0] * 10 + [low] * 3 + [1.0] * 5), toxic_threshold=5.0)
+    assert res.toxic_reason is None
+    if kept:
+        assert res.quarantine.empty and len(res.bars) == 18
+    else:
+        assert rules_fired(res) == ["contamination"] and len(res.quarantine) == 3 and len(res.bars) == 15
+
+
+def test_a_genuine_450_percent_move_is_kept_with_the_default_threshold():
+    res = run(bars([1.0] * 10 + [5.5] * 20))
+    assert res.quarantine.empty and res.toxic_reason is None
+
+
+@pytest.mark.parametrize(
+    "field, value, fixed",
+    [("low", 5.0, False), ("low", 4.99, True), ("high", 30.0, False), ("high", 30.01, True)],  # body 10; factors 2 and 3
+)
+def test_the_wick_factor_boundaries(field, value, fixed):
+    df = bars([10.0] * 3)
+    df.loc[1, field] = value
+    res = run(df)
+    assert (rules_fired(res) == [f"bad_wick_{field}"]) is fixed
+    assert res.bars.loc[1, field] == (10.0 if fixed else value)
+
+
+@pytest.mark.parametrize("run_length, removed", [(2, False), (3, True)])  # stall_days 3
+def test_the_stall_days_boundary(run_length, removed):
+    df = bars([10.0] * 8)
+    for i in range(2, 2 + run_length):
+        df.loc[i, ["open", "high", "low", "close", "volume"]] = [10.0, 10.0, 10.0, 10.0, 0.0]
+    res = run(df)
+    assert (res.quarantine["rule"] == "zero_volume_stall").sum() == (run_length if removed else 0)
+    assert len(res.bars) == 8 - (run_length if removed else 0)
+
+
+@pytest.mark.parametrize("stretch, isolated", [(30, True), (31, False)])  # max_contamination_days 30
+def test_the_max_contamination_days_boundary(stretch, isolated):
+    res = run(bars([1.0] * 10 + [1000.0] * stretch + [1.0] * 5))
+    if isolated:
+        assert res.toxic_reason is None and rules_fired(res) == ["contamination"]
+        assert len(res.quarantine) == stretch and len(res.bars) == 15
+    else:
+        assert res.toxic_reason and rules_fired(res) == ["contamination_unisolated"]
+        assert len(res.bars) == 10

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,7 +12,7 @@ import pytest
 from quantlake.alpha.returns import bars_at, close_matrix, returns_matrix, to_day, traded_value_matrix
 from quantlake.contracts import DAY_MS, ContractError
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared/data/real"
+from real_data import real_data_root
 DAY0 = dt.date(2024, 1, 1)
 
 
@@ -155,9 +154,7 @@ def test_to_day_normalises_dates_strings_and_timestamps():
 
 
 def test_real_binance_daily_returns_match_pct_change():
-    folder = REAL / "binance_spot_1d_freqtrade_json"
-    if not folder.exists():
-        pytest.skip(f"real data folder {folder} is absent")
+    folder = real_data_root() / "binance_spot_1d_freqtrade_json"
     loaded = {}
     for base in ("BTC", "AAVE"):
         rows = np.asarray(json.loads((folder / f"{base}_USDT-1d.json").read_text()), dtype="float64")

@@ -34,7 +34,7 @@ from quantlake.data.technicals import (
 
 import talib  # test dependency: `ta-lib` on PyPI (bundles the C library); never skipped
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared/data/real/binance_spot_1d_freqtrade_json"
+from real_data import real_data_root
 
 
 # --------------------------------------------------------------------------- data
@@ -49,11 +49,9 @@ def _load_freqtrade(path: Path) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def real_bars() -> dict[str, pd.DataFrame]:
-    if not REAL.is_dir():
-        pytest.skip(f"real data folder {REAL} is absent")
     return {
         "BINANCE:" + p.name.split("-")[0].replace("_", ""): _load_freqtrade(p)
-        for p in sorted(REAL.glob("*_USDT-1d.json"))
+        for p in sorted((real_data_root() / "binance_spot_1d_freqtrade_json").glob("*_USDT-1d.json"))
     }
 
 

@@ -12,7 +12,9 @@ For every candidate symbol:
   bookkeeping, in that order, each atomically.
 
 Fetches run in a bounded thread pool; commits happen in the calling thread. A symbol that
-fails is reported and the others go on. The whole run holds the staging lock, so two ingest
+fails is reported and the others go on; a source whose host cannot be reached at all
+(`HostUnreachable`) stops the batch after saving what was committed, and its one-line message
+is raised. The whole run holds the staging lock, so two ingest
 processes are serialized and never lose each other's bookkeeping.
 """
 
@@ -30,7 +32,7 @@ import pandas as pd
 from ..contracts import ContractError, SymbolId, parse_date
 from ..params import DataParams, coerce_section
 from ..progress import progress_bar
-from ..sources.base import Source, SourceError
+from ..sources.base import HostUnreachable, Source, SourceError
 from ..storage import file_lock
 from .quality import NOT_RESTORABLE, QualityRules, restorable_raw, sanitize, sort_quarantine
 from .staging import StagingStore, utc_iso
@@ -155,10 +157,18 @@ def ingest_symbols(
         with ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="ingest") as pool:
             futures = {pool.submit(_fetch, source, sid, windows): sid for sid, windows in todo}
             last_flush = time.monotonic()
+            unreachable: HostUnreachable | None = None
             for fut in as_completed(futures):
                 sid = futures[fut]
+                if fut.cancelled():
+                    continue
                 try:
                     outcome = _commit(fut.result(), store, state, cfg, now, source)
+                except HostUnreachable as exc:  # every other symbol would fail the same way
+                    unreachable = unreachable or exc
+                    for other in futures:
+                        other.cancel()
+                    continue
                 except (SourceError, ContractError) as exc:
                     outcome = SymbolOutcome(str(sid), "failed", str(exc))
                 except Exception as exc:  # one bad symbol never sinks the batch
@@ -179,6 +189,10 @@ def ingest_symbols(
                     log(f"ingest: {sid} {outcome.detail}")
         if any(o.action == "fetched" for o in outcomes.values()):
             store.write_state(state)
+        if unreachable is not None:
+            if bar is not None:
+                bar.close()
+            raise unreachable
         if bar is not None:
             bar.close()
             for o in outcomes.values():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from .base import Market, Source, SourceError
+from .base import HostUnreachable, Market, Source, SourceError
 
 # name -> (module, factory function); each factory takes the typed `data` section.
 _REGISTRY = {
@@ -36,4 +36,4 @@ def make_source(data) -> Source:
     return getattr(module, factory)(data)
 
 
-__all__ = ["Market", "Source", "SourceError", "make_source", "available_sources"]
+__all__ = ["HostUnreachable", "Market", "Source", "SourceError", "make_source", "available_sources"]

@@ -9,7 +9,8 @@ mirrors it):
 each zip holding one headerless CSV in the 12-field kline layout (parsed by `klines.py`;
 files from 2025 on use microsecond timestamps), each with a `.CHECKSUM` beside it
 (`<sha256>  <file name>`), verified when present. A damaged zip or a checksum mismatch is a
-`SourceError` naming the symbol and the file.
+`SourceError` naming the symbol and the file. Retries on the web host are announced with their
+wait, and a host that cannot be reached fails fast with one line naming it (`network.py`).
 
 `data.archive.mode` chooses the files: `monthly` (one file per month), `daily` (one file per
 day), or `auto` (monthly files, and daily files for the trailing months of the window - at most
@@ -31,12 +32,11 @@ import datetime as dt
 import hashlib
 import io
 import re
-import time
 import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Iterator
+from typing import Callable, ClassVar, Iterator
 
 import pandas as pd
 import requests
@@ -45,13 +45,15 @@ from requests.adapters import HTTPAdapter
 from ..contracts import DAY_MS, ContractError, SymbolId, empty_bars, ms_to_date
 from ..params_base import Section, check
 from .base import Market, SourceError
-from .binance import EXCHANGE, BinanceConfig, BinanceSource
+from .binance import EXCHANGE, BinanceSource
 from .files import BarFile, market_from_bars, split_pair
 from .klines import clip_days, klines_to_bars, read_kline_csv, sort_unique
+from .network import Retrier, host_of, say
 
 DEFAULT_BASE = "https://data.binance.vision"
 MODES = ("auto", "monthly", "daily")
 DAILY_FALLBACK_MONTHS = 2
+BACKOFF_S, MAX_BACKOFF_S = 0.5, 8.0  # the first retry's wait (doubled each retry) and its cap
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
@@ -100,17 +102,22 @@ def days_between(start: dt.date, end: dt.date) -> Iterator[dt.date]:
         yield start + dt.timedelta(days=i)
 
 
-def bars_from_zip(data: bytes, *, where: str) -> pd.DataFrame:
-    """The bars of one archive zip (one CSV in the kline layout)."""
+def csv_from_zip(data: bytes, *, where: str) -> tuple[str, bytes]:
+    """(member name, CSV bytes) of one archive zip (one CSV in the kline layout)."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             members = [n for n in zf.namelist() if n.lower().endswith(".csv")]
             if len(members) != 1:
                 raise ContractError(f"{where}: expected one CSV in the zip, found {zf.namelist()}")
-            text = zf.read(members[0])
+            return members[0], zf.read(members[0])
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError) as exc:
         raise ContractError(f"{where}: corrupted zip: {exc}") from exc
-    return klines_to_bars(read_kline_csv(text, where=f"{where}:{members[0]}"))
+
+
+def bars_from_zip(data: bytes, *, where: str) -> pd.DataFrame:
+    """The bars of one archive zip (one CSV in the kline layout)."""
+    member, text = csv_from_zip(data, where=where)
+    return klines_to_bars(read_kline_csv(text, where=f"{where}:{member}"))
 
 
 def verify_checksum(data: bytes, checksum_file: bytes | None, *, where: str) -> None:
@@ -129,9 +136,18 @@ class ArchiveSource:
     name = "archive"
     exchange = EXCHANGE
 
-    def __init__(self, config: ArchiveConfig | None = None, *, session: requests.Session | None = None):
+    def __init__(
+        self,
+        config: ArchiveConfig | None = None,
+        *,
+        session: requests.Session | None = None,
+        log: Callable[[str], None] = say,
+        require_checksum: bool = False,
+    ):
         self.config = config or ArchiveConfig()
+        self.require_checksum = require_checksum  # a file without its .CHECKSUM is then an error
         self._session = None
+        self.retrier = Retrier(host_of(self.config.base), self.config.timeout_s, self.config.retries, BACKOFF_S, MAX_BACKOFF_S, log=log)
         if self.config.is_url:
             self._session = session or requests.Session()
             adapter = HTTPAdapter(pool_connections=2, pool_maxsize=16)
@@ -208,13 +224,21 @@ class ArchiveSource:
         days = sorted(folder.glob(f"{symbol}-1d-????-??-??.zip")) if folder.is_dir() else []
         return dt.date.fromisoformat(days[0].name[-14:-4]) if days else None
 
-    def _file(self, sid: SymbolId, relpath: str) -> pd.DataFrame | None:
-        """The bars of one archive file, None when the archive has no such file."""
+    def file_bytes(self, sid: SymbolId, relpath: str) -> bytes | None:
+        """The bytes of one archive file checked against its `.CHECKSUM` (None: no such file)."""
         data = self._read(sid, relpath)
         if data is None:
             return None
-        verify_checksum(data, self._read(sid, relpath + ".CHECKSUM"), where=relpath)
-        return bars_from_zip(data, where=relpath)
+        checksum = self._read(sid, relpath + ".CHECKSUM")
+        if checksum is None and self.require_checksum:
+            raise ContractError(f"{relpath}: no {relpath.rsplit('/', 1)[-1]}.CHECKSUM beside it, and checksums are required")
+        verify_checksum(data, checksum, where=relpath)
+        return data
+
+    def _file(self, sid: SymbolId, relpath: str) -> pd.DataFrame | None:
+        """The bars of one archive file, None when the archive has no such file."""
+        data = self.file_bytes(sid, relpath)
+        return None if data is None else bars_from_zip(data, where=relpath)
 
     def _read(self, sid: SymbolId, relpath: str) -> bytes | None:
         if not self.config.is_url:
@@ -226,22 +250,22 @@ class ArchiveSource:
             except OSError as exc:
                 raise SourceError(f"{path}: cannot read: {exc}", symbol=sid) from exc
         url = f"{self.config.base.rstrip('/')}/{relpath}"
-        for attempt in range(self.config.retries + 1):
+        failures = 0
+        while True:
+            self.retrier.check()
             try:
                 resp = self._session.get(url, timeout=self.config.timeout_s)
             except (requests.ConnectionError, requests.Timeout) as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-            else:
-                if resp.status_code == 200:
-                    return resp.content
-                if resp.status_code in (403, 404):  # S3 answers 403 for a key that does not exist
-                    return None
-                problem = f"HTTP {resp.status_code}"
-                if resp.status_code < 500:
-                    raise SourceError(f"GET {url}: {problem}", symbol=sid)
-            if attempt < self.config.retries:
-                time.sleep(min(8.0, 0.5 * 2**attempt))
-        raise SourceError(f"GET {url}: {problem} (gave up after {self.config.retries + 1} attempts)", symbol=sid, retryable=True)
+                failures = self.retrier.connection_failed(failures, f"GET {url}", exc, sid)
+                continue
+            self.retrier.answered()
+            if resp.status_code == 200:
+                return resp.content
+            if resp.status_code in (403, 404):  # S3 answers 403 for a key that does not exist
+                return None
+            if resp.status_code < 500:
+                raise SourceError(f"GET {url}: HTTP {resp.status_code}", symbol=sid)
+            failures = self.retrier.answer_failed(failures, f"GET {url}", f"HTTP {resp.status_code}", sid)
 
 
 class HybridSource:
@@ -291,5 +315,6 @@ __all__ = [
     "monthly_path",
     "daily_path",
     "bars_from_zip",
+    "csv_from_zip",
     "verify_checksum",
 ]

@@ -32,6 +32,11 @@ class SourceError(QuantlakeError):
         super().__init__(f"{self.symbol}: {message}" if self.symbol else message)
 
 
+class HostUnreachable(SourceError):
+    """The source's host cannot be reached at all (no name, no connection): every symbol would
+    fail the same way, so a batch stops and reports this one line instead."""
+
+
 @dataclass(frozen=True)
 class Market:
     """One tradable pair as a source lists it.

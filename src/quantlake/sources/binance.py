@@ -13,7 +13,8 @@
   every thread for its `Retry-After` (a 418 is an IP ban that grows if ignored); a pause longer
   than `max_pause_s` fails the whole source instead of sleeping for hours. 5xx answers,
   connection errors, timeouts and unreadable JSON are retried with bounded exponential
-  backoff. Binance's `{code, msg}` error bodies (e.g. -1121 invalid symbol) become a
+  backoff, each retry announced with its wait; an unreachable host fails fast with one line
+  naming it (`network.py`). Binance's `{code, msg}` error bodies (e.g. -1121 invalid symbol) become a
   `SourceError` naming the symbol, so a batch goes on.
 
 The source is thread-safe: ingestion calls `fetch_bars` from its worker pool, and
@@ -29,7 +30,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterable
+from typing import Any, Callable, ClassVar, Iterable
 
 import pandas as pd
 import requests
@@ -39,6 +40,7 @@ from ..contracts import DAY_MS, ContractError, SymbolId, date_to_ms, empty_bars,
 from ..params_base import Section, check
 from .base import Market, SourceError
 from .klines import clip_days, klines_to_bars, parse_kline_rows, sort_unique
+from .network import Retrier, host_of, say
 from .ratelimit import WeightPacer
 
 EXCHANGE = "BINANCE"
@@ -81,9 +83,13 @@ class BinanceSource:
     name = "binance"
     exchange = EXCHANGE
 
-    def __init__(self, config: BinanceConfig | None = None, *, session: requests.Session | None = None):
+    def __init__(
+        self, config: BinanceConfig | None = None, *, session: requests.Session | None = None, log: Callable[[str], None] = say
+    ):
         self.config = config or BinanceConfig()
         self._base = self.config.base_url.rstrip("/")
+        cfg = self.config
+        self.retrier = Retrier(host_of(self._base), cfg.timeout_s, cfg.retries, cfg.backoff_s, cfg.max_backoff_s, log=log)
         self._session = session or requests.Session()
         # One pooled connection per thread that may call us (ours and the ingestion pool's).
         pool = max(16, 2 * self.config.max_workers)
@@ -199,6 +205,7 @@ class BinanceSource:
         url = self._base + path
         failures = throttles = 0
         while True:
+            self.retrier.check()
             paused = self.pacer.paused_for()
             if paused > cfg.max_pause_s:  # banned for long by an earlier answer: fail now, do not wait
                 raise SourceError(f"Binance asked us to stay away for another {paused:.0f}s (HTTP 418/429 Retry-After); try again later")
@@ -207,10 +214,12 @@ class BinanceSource:
                 self._count("requests")
                 resp = self._session.get(url, params=params, timeout=cfg.timeout_s)
             except (requests.ConnectionError, requests.Timeout) as exc:
-                failures = self._retry_or_raise(failures, f"GET {path}: {type(exc).__name__}: {exc}", symbol)
+                failures = self.retrier.connection_failed(failures, f"GET {path}", exc, symbol)
+                self._count("retries")
                 continue
             finally:
                 self.pacer.done(weight)
+            self.retrier.answered()
             server_s = _server_time(resp)
             used = resp.headers.get("X-MBX-USED-WEIGHT-1M")
             if used is not None and used.strip().isdigit():
@@ -222,13 +231,13 @@ class BinanceSource:
                 self._throttled(path, status, resp, throttles, symbol)
                 continue
             if status >= 500:
-                failures = self._retry_or_raise(failures, f"GET {path}: HTTP {status} {_snippet(resp)}", symbol)
+                failures = self._retry_or_raise(failures, f"GET {path}", f"HTTP {status} {_snippet(resp)}", symbol)
                 continue
             try:
                 body = resp.json()
             except ValueError:
                 if status == 200:  # a truncated or garbled answer: the next one may be whole
-                    failures = self._retry_or_raise(failures, f"GET {path}: unreadable JSON ({len(resp.content)} bytes: {_snippet(resp)})", symbol)
+                    failures = self._retry_or_raise(failures, f"GET {path}", f"unreadable JSON ({len(resp.content)} bytes: {_snippet(resp)})", symbol)
                     continue
                 raise SourceError(f"GET {path}: HTTP {status} {_snippet(resp)}", symbol=symbol) from None
             if status == 200:
@@ -237,12 +246,10 @@ class BinanceSource:
                 raise SourceError(f"Binance error {body.get('code')}: {body.get('msg')} (GET {path}, HTTP {status})", symbol=symbol)
             raise SourceError(f"GET {path}: HTTP {status} {_snippet(resp)}", symbol=symbol)
 
-    def _retry_or_raise(self, failures: int, message: str, symbol: SymbolId | None) -> int:
-        if failures >= self.config.retries:
-            raise SourceError(f"{message} (gave up after {failures + 1} attempts)", symbol=symbol, retryable=True)
+    def _retry_or_raise(self, failures: int, what: str, problem: str, symbol: SymbolId | None) -> int:
+        failures = self.retrier.answer_failed(failures, what, problem, symbol)
         self._count("retries")
-        time.sleep(min(self.config.max_backoff_s, self.config.backoff_s * 2**failures))
-        return failures + 1
+        return failures
 
     def _throttled(self, path: str, status: int, resp: requests.Response, throttles: int, symbol: SymbolId | None) -> None:
         """A 429 (over the budget) or 418 (IP banned): every thread waits for Retry-After."""

@@ -9,7 +9,10 @@ fields as text. Facts this module relies on (and nothing more):
   (the 2018-02-08 daily bars closed at 00:28 UTC after an outage), so it is only used to tell
   whether a bar had closed when it was served;
 * timestamps are milliseconds, except in archives from 2025 on (and REST with
-  `timeUnit=MICROSECOND`), which use microseconds;
+  `timeUnit=MICROSECOND`), which use microseconds; users' files also hold seconds (and pandas
+  writes nanoseconds). Each value's unit is told by its magnitude (`epoch_to_ms`): the ranges
+  do not overlap for any day from 1973-03-03 to the year 5138, so a file mixing units is read
+  whole, and a value too small to tell (before 1973 in seconds) is refused naming the cell;
 * the unused 12th field is not always "0" and is never read.
 
 Output: the contract's OHLCV frame (`contracts.OHLCV_COLUMNS`), sorted and unique by open time,
@@ -41,15 +44,33 @@ KLINE_FIELDS = (
     "taker_buy_quote_volume",
     "ignore",
 )
-# Epoch milliseconds stay below 1e14 until the year 5138; epoch microseconds pass it in 1973.
+# Epoch units by magnitude: seconds < 1e11 <= milliseconds < 1e14 <= microseconds < 1e17 <=
+# nanoseconds. Seconds stay below 1e11 until the year 5138 and milliseconds pass it in 1973
+# (likewise one unit up), so the ranges cannot be confused for any day from 1973-03-03 on.
+SECONDS_BELOW = 10**11
 MICROSECOND_THRESHOLD = 10**14
+NANOSECOND_THRESHOLD = 10**17
+# Below this, a value is 1973-03-03 in seconds or 1970-01-02 in milliseconds: no unit can be told.
+MIN_EPOCH = 10**8
 _USED = {"open_time": 0, "open": 1, "high": 2, "low": 3, "close": 4, "volume": 5, "close_time": 6}
 
 
-def epoch_to_ms(values: np.ndarray) -> np.ndarray:
-    """Epoch milliseconds from milliseconds or microseconds (told apart by magnitude)."""
+def epoch_to_ms(
+    values: np.ndarray, *, field: str = "timestamp", where: str = "", first_row: int = 0, row_label: str = "row"
+) -> np.ndarray:
+    """Epoch milliseconds from seconds, milliseconds, microseconds or nanoseconds, each value's
+    unit told by its magnitude; a value below `MIN_EPOCH` is a `ContractError` naming the cell."""
     v = np.asarray(values, dtype="int64")
-    return np.where(v >= MICROSECOND_THRESHOLD, v // 1000, v)
+    small = np.flatnonzero(v < MIN_EPOCH)
+    if len(small):
+        i = int(small[0])
+        raise ContractError(
+            f"{where}: {row_label} {first_row + i}: field {field!r}: {int(v[i])} is too small to tell its unit "
+            f"(epoch seconds, milliseconds, microseconds or nanoseconds of a day after 1973-03-03 expected)"
+        )
+    out = np.where(v < SECONDS_BELOW, v * 1000, v)
+    out = np.where(v >= MICROSECOND_THRESHOLD, v // 1000, out)
+    return np.where(v >= NANOSECOND_THRESHOLD, v // 1_000_000, out)
 
 
 def parse_kline_rows(rows: Any, *, where: str, first_row: int = 0) -> pd.DataFrame:
@@ -98,23 +119,34 @@ def read_kline_csv(data: bytes | str, *, where: str) -> pd.DataFrame:
     return _kline_frame(columns, where=where, first_row=first + 1, row_label="line")
 
 
-def klines_to_bars(klines: pd.DataFrame, *, closed_before_ms: int | None = None) -> pd.DataFrame:
+def klines_to_bars(klines: pd.DataFrame, *, closed_before_ms: int | None = None, unique: bool = True) -> pd.DataFrame:
     """Contract bars from a kline frame.
 
     A kline whose close time is at or after `closed_before_ms` (the server's clock when it
-    answered) had not closed and is dropped. Bars are keyed by open time, sorted, and unique;
-    of duplicates the last one served wins (a later page is newer information).
+    answered) had not closed and is dropped. Bars are keyed by open time and sorted; with
+    `unique`, of duplicates the last one served wins (a later page is newer information),
+    otherwise conflicting duplicates are kept in order for the quality gates (`sort_bars`).
     """
     if closed_before_ms is not None:
         klines = klines[klines["close_time"].to_numpy() < closed_before_ms]
     bars = klines.rename(columns={"open_time": "timestamp"})[list(OHLCV_COLUMNS)]
-    return sort_unique(bars)
+    return sort_unique(bars) if unique else sort_bars(bars)
 
 
 def sort_unique(bars: pd.DataFrame) -> pd.DataFrame:
     """Sorted by timestamp, one row per timestamp (the last occurrence wins), fresh index."""
     bars = bars.sort_values("timestamp", kind="mergesort")
     bars = bars.drop_duplicates("timestamp", keep="last")
+    return bars.reset_index(drop=True)
+
+
+def sort_bars(bars: pd.DataFrame) -> pd.DataFrame:
+    """Sorted by timestamp (stable: rows of one day keep their order), identical rows merged.
+
+    Conflicting rows for one day stay, so that ingestion's quality gates keep the first and
+    quarantine the others (rule `duplicate_timestamp`) instead of one being dropped unseen.
+    """
+    bars = bars.sort_values("timestamp", kind="mergesort").drop_duplicates(keep="first")
     return bars.reset_index(drop=True)
 
 
@@ -177,25 +209,31 @@ def _kline_frame(columns: Sequence[Sequence[Any]], *, where: str, first_row: int
     data = {}
     for name, j in _USED.items():
         if name in ("open_time", "close_time"):
-            data[name] = epoch_to_ms(to_ints(columns[j], field=name, where=where, first_row=first_row, row_label=row_label))
+            ints = to_ints(columns[j], field=name, where=where, first_row=first_row, row_label=row_label)
+            data[name] = epoch_to_ms(ints, field=name, where=where, first_row=first_row, row_label=row_label)
         else:
             data[name] = to_floats(columns[j], field=name, where=where, first_row=first_row, row_label=row_label)
     return pd.DataFrame(data)
 
 
 def _is_integer_text(value: Any) -> bool:
-    text = str(value).strip()
-    return text.isdigit()
+    """An epoch number, also as a spreadsheet writes it ("1502928000000.0"): not a header cell."""
+    whole, _, fraction = str(value).strip().partition(".")
+    return whole.isdigit() and fraction.strip("0") == ""
 
 
 __all__ = [
     "KLINE_FIELDS",
     "MICROSECOND_THRESHOLD",
+    "SECONDS_BELOW",
+    "NANOSECOND_THRESHOLD",
+    "MIN_EPOCH",
     "epoch_to_ms",
     "parse_kline_rows",
     "read_kline_csv",
     "klines_to_bars",
     "sort_unique",
+    "sort_bars",
     "clip_days",
     "to_floats",
     "to_ints",
