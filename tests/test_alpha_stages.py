@@ -43,7 +43,7 @@ def test_snapshot_is_content_hashed_and_the_same_for_the_same_lakehouse(lake, tm
     b = take_snapshot(lake, tmp_path / "b", AS_OF)
     assert a.snapshot_id == b.snapshot_id and _tree(tmp_path / "a") == _tree(tmp_path / "b")
     cert = read_json(lake / "certified.json")["symbols"]
-    assert set(a.symbols) == set(cert) and "SIM:XVGUSDT" not in a.symbols
+    assert set(a.symbols) == set(cert) and "SIM:XVGUSDT" in a.symbols  # its clean past (toxic tail cut)
     entry = a.manifest["files"]["SIM_BTCUSDT_1d.parquet"]
     assert entry == {"symbol": "SIM:BTCUSDT", "sha256": cert["SIM:BTCUSDT"]["sha256"], "rows": cert["SIM:BTCUSDT"]["rows"], "start": "2022-01-01", "end": "2026-11-20"}
     feats = a.features()

@@ -100,10 +100,14 @@ def cmd_audit(args) -> int:
 
     params = load_params(args.params)
     cfg = AuditConfig.from_params(_block(params, "data"), _block(params, "audit"))
-    candidates = None
+    from .data.universe import UniverseSpec
+
+    candidates, spec = None, None
     if args.candidates and Path(args.candidates).exists():
-        candidates = [c["symbol"] for c in read_json(args.candidates).get("candidates", [])]
-    result = run_audit(Layers(Path(args.root)), cfg, candidates=candidates)
+        doc = read_json(args.candidates)
+        candidates = [c["symbol"] for c in doc.get("candidates", [])]
+        spec = UniverseSpec.from_candidates(doc, file=str(args.candidates))
+    result = run_audit(Layers(Path(args.root)), cfg, candidates=candidates, universe=spec)
     r = result.report
     by = ", ".join(f"{k} {v}" for k, v in r["by_status"].items())
     _say(
