@@ -155,7 +155,9 @@ def test_stage_outputs_are_todays_portfolio_from_the_same_functions(alpha_run):
     root, snap = alpha_run
     returns = stages.read_wide(root / "alpha" / stages.RETURNS)
     value = stages.read_wide(root / "alpha" / stages.TRADED_VALUE)
-    expected = todays_portfolio(returns, value, pd.Timestamp(AS_OF), backtest_params(PARAMS), snap.features())
+    eligible = stages.universe_mask(snap, returns)
+    assert eligible is not None and eligible.loc[pd.Timestamp(AS_OF)].sum() >= 10
+    expected = todays_portfolio(returns, value, pd.Timestamp(AS_OF), backtest_params(PARAMS), snap.features(), eligible=eligible)
     doc = read_json(root / "alpha" / stages.PORTFOLIO)
     assert doc["weights"] == {s: float(w) for s, w in expected.weights.items()}
     assert doc["atom_weights"] == {a: float(w) for a, w in expected.atom_weights.items()}

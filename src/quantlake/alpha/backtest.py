@@ -176,16 +176,36 @@ def build_portfolio(
     as_of: pd.Timestamp,
     params: BacktestParams,
     ratings: pd.DataFrame | None = None,
+    eligible: pd.DataFrame | None = None,
 ) -> Portfolio:
     """select -> synthesize -> optimize on data that must already end at `as_of` (`data_known_at`)."""
     if returns.index[-1] != as_of:
         raise ContractError(f"build_portfolio: data must end at as_of {as_of.date()}, it ends at {returns.index[-1].date()}")
+    returns, traded_value = eligible_inputs(returns, traded_value, as_of, eligible)
     selection = select_assets(returns, traded_value, as_of, params.selection, ratings)
     atoms = synthesize(returns, selection.selected, params.synthesis)
     train_start = as_of - pd.Timedelta(days=params.train_days - 1)
     atom_weights, caps = optimize_atoms(atoms, selection.clusters, train_start, as_of, params.optimize)
     weights = atoms.to_physical(atom_weights, as_of + _ONE_DAY)
     return Portfolio(as_of, train_start, selection, atoms, atom_weights, weights, caps)
+
+
+def eligible_inputs(
+    returns: pd.DataFrame, traded_value: pd.DataFrame, as_of: pd.Timestamp, eligible: pd.DataFrame | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The recipe's inputs restricted to the point-in-time universe on `as_of` (all when None).
+
+    `eligible` is a date x symbol bool frame (`alpha.stages.universe_mask`); a symbol it does
+    not list is not eligible; a date it lacks is an error.
+    """
+    if eligible is None:
+        return returns, traded_value
+    day = to_day(as_of)
+    if day not in eligible.index:
+        raise ContractError(f"eligible universe has no row for {day.date()}")
+    member = eligible.loc[day].reindex(returns.columns, fill_value=False).to_numpy(bool)
+    keep = returns.columns[member]
+    return returns.loc[:, keep], traded_value.reindex(columns=keep)
 
 
 def optimize_atoms(
@@ -257,10 +277,11 @@ def todays_portfolio(
     as_of: Any,
     params: BacktestParams,
     ratings: pd.DataFrame | None = None,
+    eligible: pd.DataFrame | None = None,
 ) -> Portfolio:
     """The recipe run once at `as_of` on the data known then (what select/synthesize/optimize publish)."""
     as_of = to_day(as_of)
-    return build_portfolio(*recipe_inputs(returns, traded_value, as_of), as_of, params, ratings)
+    return build_portfolio(*recipe_inputs(returns, traded_value, as_of), as_of, params, ratings, eligible)
 
 
 def recipe_inputs(returns: pd.DataFrame, traded_value: pd.DataFrame, as_of: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -326,8 +347,13 @@ def walk_forward(
     traded_value: pd.DataFrame,
     params: BacktestParams,
     ratings: pd.DataFrame | None = None,
+    eligible: pd.DataFrame | None = None,
 ) -> BacktestResult:
-    """Rebalance every `step_days` with `build_portfolio` on the data known at each date."""
+    """Rebalance every `step_days` with `build_portfolio` on the data known at each date.
+
+    `eligible` (date x symbol bool, optional): the point-in-time universe; the strategy and
+    the equal-weight baseline draw their pools from the symbols eligible on each rebalance date.
+    """
     if returns.shape[0] == 0 or returns.shape[1] == 0:
         raise ContractError("walk_forward: the returns matrix is empty")
     panel = data_known_at(returns, returns.index[-1])
@@ -338,7 +364,7 @@ def walk_forward(
     strategy, baseline = _Book(np.zeros(len(column))), _Book(np.zeros(len(column)))
     daily, trading, weight_rows, atom_rows, windows = [], [], [], [], []
     for k, (t, end) in enumerate(schedule):
-        portfolio = build_portfolio(panel.loc[:t], values.loc[:t], t, params, ratings)
+        portfolio = build_portfolio(panel.loc[:t], values.loc[:t], t, params, ratings, eligible)
         held = panel.loc[:end]  # atoms read day d's return only on day d (their positions lag)
         test = np.asarray(held.index > t)
         days = held.index[test]
@@ -347,7 +373,8 @@ def walk_forward(
             strategy, synthesize(held, portfolio.selection.selected, params.synthesis),
             portfolio.atom_weights, test, symbol_returns, column, params.cost_rate,
         )
-        pool = [s for s in panel.columns if math.isfinite(panel.at[t, s])]  # traded on the rebalance date
+        candidates = eligible_inputs(panel.loc[:t], values.loc[:t], t, eligible)[0].columns
+        pool = [s for s in candidates if math.isfinite(panel.at[t, s])]  # traded on the rebalance date
         ew_atoms = synthesize(held, pool, SynthesisParams(logics=("long",)))
         ew_weights = pd.Series(1.0 / max(len(pool), 1), index=ew_atoms.ids, dtype="float64")
         ew_net, ew_trades, ew_costs = _hold_atoms(
