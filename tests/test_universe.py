@@ -100,6 +100,19 @@ def test_sort_and_limit_per_day_with_ties_by_symbol():
     assert asc.sum(axis=1).eq(1).all() and asc["A"].all()
 
 
+def test_sort_by_listing_age_and_by_the_last_bar_value():
+    a, b = series(1e6, start=20), series(2e6)
+    b[-1] = 1e5  # B's last bar: a small day (its 30-day median stays 2e6)
+    value = panel(A=a, B=b)
+    oldest = members(value, scanner(limit=1, sort_by="listing_days"))
+    assert oldest["B"].all() and not oldest["A"].any()
+    youngest = members(value, scanner(limit=1, sort_by="listing_days", descending=False))
+    assert youngest["A"].iloc[20:].all() and youngest["B"].iloc[:20].all()
+    last_day = members(value, scanner(limit=1, sort_by="traded_value_24h"))
+    assert last_day["B"].iloc[-2] and last_day["A"].iloc[-1] and not last_day["B"].iloc[-1]
+    assert members(value, scanner(limit=1))["B"].iloc[-1]  # by the 30-day median B still leads
+
+
 def test_symbols_a_scanner_does_not_admit_are_never_members():
     value = panel(A=series(), B=series())
     assert not members(value, scanner(), admitted=["A"])["B"].any()

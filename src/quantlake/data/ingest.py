@@ -70,7 +70,7 @@ class SymbolOutcome:
     detail: str = ""
     new_rows: int = 0
     quarantined_new: int = 0
-    toxic: bool = False
+    toxic: bool = False  # a toxic tail was cut (contamination_unisolated)
 
 
 @dataclass
@@ -90,7 +90,7 @@ class IngestSummary:
         toxic = sum(o.toxic for o in self.outcomes)
         return (
             f"ingest: {self.count('fetched')} fetched, {self.count('skipped')} skipped, "
-            f"{q} quarantined, {toxic} toxic, {self.count('failed')} failed "
+            f"{q} quarantined, {toxic} with a toxic tail, {self.count('failed')} failed "
             f"({len(self.outcomes)} symbols, {self.source_calls} source calls)"
         )
 

@@ -120,31 +120,38 @@ def traded_value_panel(bars: Mapping[str, pd.DataFrame], as_of: dt.date) -> pd.D
 
 @dataclass(frozen=True)
 class _State:
-    """Per date x symbol facts known at each date (shared by every scanner)."""
+    """Per date x symbol facts known at each date (shared by every scanner).
 
+    `listing_days` and `days_since_bar` are meaningful only where `listed`.
+    """
+
+    value: np.ndarray  # traded value, NaN where no bar
     listed: np.ndarray  # bool: a bar on or before t
-    listing_days: np.ndarray  # float: t - first bar + 1 (NaN before listing)
-    days_since_bar: np.ndarray  # float: t - last bar on or before t (NaN before listing)
+    listing_days: np.ndarray  # int32: t - first bar + 1
+    last_row: np.ndarray  # int32: row of the last bar on or before t
+    days_since_bar: np.ndarray  # int32: t - last bar on or before t
     median_trailing: np.ndarray  # median traded value over the window ending at t
     median_at_last_bar: np.ndarray  # the same, over the window ending at the last bar <= t
-    value_last_bar: np.ndarray  # traded value of the last bar <= t
 
 
 def _state(value: pd.DataFrame) -> _State:
     v = value.to_numpy("float64")
     n = v.shape[0]
     has = ~np.isnan(v)
-    rows = np.arange(n, dtype="float64")[:, None]
+    rows = np.arange(n, dtype="int32")[:, None]
     listed = np.logical_or.accumulate(has, axis=0) if n else has
-    first = np.where(has.any(axis=0), has.argmax(axis=0), n).astype("float64")
-    listing_days = np.where(listed, rows - first[None, :] + 1.0, np.nan)
-    last_row = np.maximum.accumulate(np.where(has, np.arange(n)[:, None], -1), axis=0) if n else np.zeros_like(v, dtype="int64")
-    days_since = np.where(listed, rows - last_row, np.nan)
+    first = np.where(has.any(axis=0), has.argmax(axis=0), n).astype("int32")
+    last_row = np.maximum.accumulate(np.where(has, rows, np.int32(0)), axis=0) if n else np.zeros(v.shape, dtype="int32")
     median = value.rolling(TRADED_VALUE_WINDOW_DAYS, min_periods=1).median().to_numpy("float64")
-    at_last = np.clip(last_row, 0, None)
-    median_last = np.where(listed, np.take_along_axis(median, at_last, axis=0), np.nan)
-    value_last = np.where(listed, np.take_along_axis(v, at_last, axis=0), np.nan)
-    return _State(listed, listing_days, days_since, median, median_last, value_last)
+    return _State(
+        value=v,
+        listed=listed,
+        listing_days=rows - first[None, :] + 1,
+        last_row=last_row,
+        days_since_bar=rows - last_row,
+        median_trailing=median,
+        median_at_last_bar=np.take_along_axis(median, last_row, axis=0),
+    )
 
 
 def scanner_membership(value: pd.DataFrame, cfg: ScannerConfig, admitted: Iterable[str] | None = None, *, state: _State | None = None) -> pd.DataFrame:
@@ -154,9 +161,9 @@ def scanner_membership(value: pd.DataFrame, cfg: ScannerConfig, admitted: Iterab
     active = st.listed & (st.days_since_bar < cfg.halt_after_days)
     status_ok = (active if ACTIVE in statuses else False) | ((st.listed & ~active) if statuses & INACTIVE else False)
     liquidity = np.where(active, st.median_trailing, st.median_at_last_bar)
+    ok = np.asarray(status_ok, dtype=bool) & st.listed
+    ok &= st.listing_days >= cfg.min_listing_days
     with np.errstate(invalid="ignore"):
-        ok = np.asarray(status_ok, dtype=bool) & st.listed
-        ok &= st.listing_days >= cfg.min_listing_days
         ok &= liquidity >= cfg.min_traded_value_30d
     if admitted is not None:
         ok &= np.isin(np.asarray(value.columns, dtype=object), list(admitted))[None, :]
@@ -169,7 +176,11 @@ def _sort_key(cfg: ScannerConfig, st: _State, liquidity: np.ndarray, width: int)
     if cfg.sort_by == "symbol":
         key = np.broadcast_to(np.arange(width, dtype="float64")[None, :], liquidity.shape)
     else:
-        key = {"traded_value_30d": liquidity, "traded_value_24h": st.value_last_bar, "listing_days": st.listing_days}[cfg.sort_by]
+        key = {
+            "traded_value_30d": lambda: liquidity,
+            "traded_value_24h": lambda: np.take_along_axis(st.value, st.last_row, axis=0),
+            "listing_days": lambda: st.listing_days.astype("float64"),
+        }[cfg.sort_by]()
     return -key if cfg.descending else key
 
 
