@@ -38,6 +38,9 @@ def test_base_inheritance_overrides_and_presets_are_not_run(tmp_path):
         ("min_listing_days: true\n", "key 'min_listing_days' has type bool"),
         ("base: ../etc\n", "key 'base' must be the name of a preset"),
         ("sort_by: price\n", "key 'sort_by' must be one of"),
+        ("statuses: [TRADING, GONE]\n", "unknown value(s) ['GONE']"),
+        ("halt_after_days: 0\n", "'halt_after_days' must be >= 1"),
+        ("min_traded_value_30d: -1\n", "'min_traded_value_30d' >= 0"),
     ],
 )
 def test_bad_scanner_files_name_the_file_and_the_key(tmp_path, text, message):
@@ -94,21 +97,6 @@ def test_a_market_no_scanner_keeps_by_status_goes_to_the_first_admitting_scanner
     a = scanner_from_file(write(tmp_path, "a.yaml", "statuses: [TRADING]\n"))
     doc = discover([a], [_m("OLDUSDT", "OLD", status="HALT")], as_of=AS_OF, source="sim")
     assert [(c["symbol"], c["scanner"], c["rank"]) for c in doc["candidates"]] == [("SIM:OLDUSDT", "a", 1)]
-
-
-@pytest.mark.parametrize(
-    "text, message",
-    [
-        ("statuses: [TRADING, GONE]\n", "unknown value(s) ['GONE']"),
-        ("halt_after_days: 0\n", "'halt_after_days' must be >= 1"),
-        ("min_traded_value_30d: -1\n", "'min_traded_value_30d' >= 0"),
-    ],
-)
-def test_bad_time_varying_rules_are_errors(tmp_path, text, message):
-    path = write(tmp_path, "bad.yaml", text)
-    with pytest.raises(ContractError) as err:
-        scanner_from_file(path)
-    assert str(path) in str(err.value) and message in str(err.value)
 
 
 def test_repository_scanners_on_the_sim(tmp_path):
