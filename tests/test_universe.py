@@ -231,6 +231,7 @@ def test_spec_from_candidates_attributes_and_checks_scanner_names():
             {"symbol": "SIM:YUSDT", "scanner": "b", "scanners": [{"scanner": "b", "rank": 2}]},
         ],
     }
+    doc["candidates"].append({"symbol": "SIM:ZUSDT"})  # claimed by no scanner: in no universe
     spec = UniverseSpec.from_candidates(doc)
     assert spec.attribution == {"a": frozenset({"SIM:XUSDT"}), "b": frozenset({"SIM:XUSDT", "SIM:YUSDT"})}
     assert UniverseSpec.from_candidates({"scanners": [], "candidates": []}) is None

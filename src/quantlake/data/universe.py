@@ -86,7 +86,8 @@ class UniverseSpec:
             scanners.append(ScannerConfig(**c))
         attribution: dict[str, set[str]] = {s.name: set() for s in scanners}
         for i, cand in enumerate(doc.get("candidates") or []):
-            for entry in cand.get("scanners") or [{"scanner": cand.get("scanner")}]:
+            # a candidate no scanner claims (a hand-made list) is ingested but in no universe
+            for entry in cand.get("scanners") or ([{"scanner": cand["scanner"]}] if cand.get("scanner") else []):
                 if entry.get("scanner") not in attribution:
                     raise UniverseError(f"{file}: candidates[{i}] ({cand.get('symbol')}) names unknown scanner {entry.get('scanner')!r}")
                 attribution[entry["scanner"]].add(cand["symbol"])
