@@ -21,6 +21,9 @@ Data quality score, in [0, 1]: ``coverage * cleanliness`` where
 and ``cleanliness = rows / (rows + quarantined)`` (the share of bars no gate had to touch,
 counting each quarantine event once). A toxic symbol scores 0.
 
+The gate also publishes the point-in-time universe, `universe.parquet` (`data/universe.py`),
+computed from the certified bars and the scanner configs of `candidates.json`.
+
 The new lakehouse is built in a temporary folder next to `data/lakehouse/` (unchanged bar
 files hard-linked from staging, not copied, where the filesystem allows), every certified file
 is validated once more, and the folder is swapped into place. If any certified file would
