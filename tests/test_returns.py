@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quantlake.alpha.returns import returns_matrix, to_day, traded_value_matrix
+from quantlake.alpha.returns import close_matrix, returns_matrix, to_day, traded_value_matrix
 from quantlake.contracts import DAY_MS, ContractError
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared/data/real"
@@ -35,6 +35,15 @@ def bars(days: list[int], closes: list[float], volumes: list[float] | None = Non
 
 def day(offset: int) -> pd.Timestamp:
     return pd.Timestamp(DAY0) + pd.Timedelta(days=offset)
+
+
+def test_close_matrix_has_the_panel_layout_with_nan_where_a_symbol_has_no_bar():
+    data = {"SIM:BBBUSDT": bars([1, 3], [20.0, 21.0]), "SIM:AAAUSDT": bars([0, 1, 2], [10.0, 11.0, 12.0])}
+    closes = close_matrix(data)
+    assert list(closes.columns) == ["SIM:AAAUSDT", "SIM:BBBUSDT"]
+    assert closes.index.equals(returns_matrix(data).index) and list(closes.index) == [day(0), day(1), day(2), day(3)]
+    np.testing.assert_array_equal(closes["SIM:AAAUSDT"].to_numpy(), [10.0, 11.0, 12.0, np.nan])
+    np.testing.assert_array_equal(closes["SIM:BBBUSDT"].to_numpy(), [np.nan, 20.0, np.nan, 21.0])  # never filled
 
 
 def test_gap_gives_nan_on_missing_day_and_on_resumption_never_a_multi_day_return():

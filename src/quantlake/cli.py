@@ -218,6 +218,16 @@ def cmd_backtest(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    stages = _alpha("sweep")
+    doc = stages.run_sweep(Path(args.alpha), Path(args.snapshot), Path(args.out), load_params(args.params), say=_say)
+    best = doc.get("best") or {}
+    _say(f"sweep: {doc['trials']} points, {doc['failed']} failed; best {best.get('params')} Sharpe {best.get('sharpe') or float('nan'):.2f}")
+    if "dsr" in doc:
+        _say(f"sweep: deflated Sharpe ratio {doc['dsr']['dsr']:.1%}, probability of backtest overfitting {doc['pbo']['pbo']:.1%}")
+    return 0
+
+
 def set_as_of(params_path: Path, as_of: dt.date) -> bool:
     """Rewrite `data.as_of` in params.yaml in place, keeping comments and layout."""
     text = params_path.read_text()
@@ -315,9 +325,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="artifacts/backtest")
     s.set_defaults(func=cmd_backtest)
 
+    s = sub.add_parser("sweep", help="run a walk-forward for every point of sweep.grid (Dask), with DSR and PBO")
+    s.add_argument("--alpha", default="artifacts/alpha")
+    s.add_argument("--snapshot", default="artifacts/snapshot")
+    s.add_argument("--out", default="artifacts/sweep")
+    s.set_defaults(func=cmd_sweep)
+
     from . import ops  # publish / reproduce: versions of the lakehouse and of past runs
 
     ops.register(sub)
+
+    from . import show  # show: one line per symbol of the lakehouse (workspace or --rev)
+
+    show.register(sub)
 
     s = sub.add_parser("advance", help="move data.as_of to the last closed UTC day and reproduce the data stages")
     s.add_argument("--as-of", help="a closed UTC day (default: the last one)")

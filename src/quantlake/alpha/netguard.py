@@ -5,6 +5,10 @@ connection (IPv4 or IPv6, by `connect`, `connect_ex` or `create_connection`) rai
 `NetworkBlocked` naming the stage. Unix-domain sockets (local IPC) stay allowed. Every alpha
 command calls it before doing any work, so an accidental network call fails loudly instead
 of making a backtest depend on the outside world.
+
+`allow_hosts` lets a stage that runs on a Dask cluster (the sweep) reach the cluster's own
+hosts and nothing else: a connection is allowed only when its address is one of those IPs
+(names are resolved once, when the guard is installed).
 """
 
 from __future__ import annotations
@@ -21,6 +25,16 @@ class NetworkBlocked(QuantlakeError, ConnectionRefusedError):
     pass
 
 
+def resolve_hosts(hosts) -> frozenset[str]:
+    """The IP addresses of `hosts` (names or literal IPs)."""
+    ips = set()
+    for host in hosts:
+        for family, *_, sockaddr in socket.getaddrinfo(host, None):
+            if family in _INET:
+                ips.add(sockaddr[0])
+    return frozenset(ips)
+
+
 def _refuse(stage: str, address) -> None:
     raise NetworkBlocked(
         f"quantlake {stage}: network access is blocked in the Alpha Cycle "
@@ -28,25 +42,29 @@ def _refuse(stage: str, address) -> None:
     )
 
 
-def block_network(stage: str) -> None:
-    """Install the guard for the rest of this process (idempotent; the last stage name wins)."""
+def block_network(stage: str, allow_hosts=()) -> None:
+    """Install the guard for the rest of this process (idempotent; the last call wins)."""
     if not _original:
         _original["connect"] = socket.socket.connect
         _original["connect_ex"] = socket.socket.connect_ex
         _original["create_connection"] = socket.create_connection
 
+    allowed = resolve_hosts(allow_hosts)
+
     def connect(self, address):
-        if self.family in _INET:
+        if self.family in _INET and address[0] not in allowed:
             _refuse(stage, address)
         return _original["connect"](self, address)
 
     def connect_ex(self, address):
-        if self.family in _INET:
+        if self.family in _INET and address[0] not in allowed:
             _refuse(stage, address)
         return _original["connect_ex"](self, address)
 
     def create_connection(address, *args, **kwargs):
-        _refuse(stage, address)
+        if not allowed or not resolve_hosts([address[0]]) <= allowed:
+            _refuse(stage, address)
+        return _original["create_connection"](address, *args, **kwargs)
 
     socket.socket.connect = connect
     socket.socket.connect_ex = connect_ex

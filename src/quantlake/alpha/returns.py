@@ -43,6 +43,11 @@ def traded_value_matrix(bars: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     return _panel(bars, _traded_value, check=_has_panel_columns)
 
 
+def close_matrix(columns: Mapping[str, Columns]) -> pd.DataFrame:
+    """Closes, same layout as `returns_matrix`: NaN on days a symbol has no bar (never filled)."""
+    return _panel(columns, lambda ts, cols: _floats(cols["close"]))
+
+
 def returns_from_files(files: Mapping[str, str | os.PathLike]) -> pd.DataFrame:
     """`returns_matrix` of the bar files {symbol id: path}, reading only `timestamp` and `close`."""
     return _panel({name: read_bar_columns(path, ("timestamp", "close")) for name, path in files.items()}, _close_to_close_returns)

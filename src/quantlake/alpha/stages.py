@@ -24,16 +24,18 @@ the backtest calls `build_portfolio` at every rebalance date.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..contracts import QuantlakeError
 from ..data.universe import membership_matrix, tradable_scanners
 from ..storage import atomic_write_bytes, atomic_write_json, read_json, table_to_parquet_bytes
-from .backtest import CURVES, eligible_inputs, optimize_atoms, recipe_inputs, walk_forward
-from .provenance import backtest_params, stamp
+from .backtest import CURVES, BacktestResult, eligible_inputs, optimize_atoms, recipe_inputs, walk_forward
+from .provenance import ALPHA_SECTIONS, backtest_params, stamp
 from .returns import DATE_INDEX_NAME, panels_from_files
 from .selection import select_assets
 from .snapshot import Snapshot, SnapshotError, load_snapshot, take_snapshot
@@ -181,11 +183,32 @@ def run_optimize(alpha_dir: Path, snapshot_dir: Path, params: dict) -> dict:
     return doc
 
 
-def run_backtest(alpha_dir: Path, snapshot_dir: Path, out_dir: Path, params: dict) -> dict:
+@dataclass(frozen=True)
+class BacktestInputs:
+    """Everything a walk-forward reads, loaded once (the backtest stage and every sweep point)."""
+
+    snapshot: Snapshot
+    returns: pd.DataFrame
+    traded_value: pd.DataFrame
+    ratings: pd.DataFrame | None
+    eligible: pd.DataFrame | None  # the point-in-time universe (`universe_mask`)
+
+
+def backtest_inputs(alpha_dir: Path, snapshot_dir: Path) -> BacktestInputs:
     snap = load_snapshot(snapshot_dir, verify=())  # each part is verified when it is read
     returns, traded_value = read_checked(alpha_dir / RETURNS, snap), read_checked(alpha_dir / TRADED_VALUE, snap)
-    recipe = backtest_params(params)
-    result = walk_forward(returns, traded_value, recipe, snap.features(), eligible=universe_mask(snap, returns))
+    return BacktestInputs(snap, returns, traded_value, snap.features(), universe_mask(snap, returns))
+
+
+def backtest_from_inputs(inputs: BacktestInputs, params: dict) -> BacktestResult:
+    """The walk-forward of params.yaml's alpha sections on these inputs."""
+    return walk_forward(inputs.returns, inputs.traded_value, backtest_params(params), inputs.ratings, eligible=inputs.eligible)
+
+
+def run_backtest(alpha_dir: Path, snapshot_dir: Path, out_dir: Path, params: dict) -> dict:
+    inputs = backtest_inputs(alpha_dir, snapshot_dir)
+    snap, recipe = inputs.snapshot, backtest_params(params)
+    result = backtest_from_inputs(inputs, params)
     prov = stamp(snap.snapshot_id, params)
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = {**result.metrics, "run": {**prov, "as_of": snap.manifest["as_of"], "method": recipe.optimize.method}}
@@ -197,3 +220,43 @@ def run_backtest(alpha_dir: Path, snapshot_dir: Path, out_dir: Path, params: dic
     title = f"quantlake backtest · {recipe.optimize.method} · as of {snap.manifest['as_of']} · run {prov['run_id'][:12]} · snapshot {snap.snapshot_id[:12]}"
     atomic_write_bytes(out_dir / "tearsheet.png", render_tearsheet(equity, result.weights, result.metrics, title))
     return metrics
+
+
+# --------------------------------------------------------------------------- sweep
+
+SWEEP_RESULTS = "results.parquet"
+SWEEP_METRICS = "metrics.json"
+SWEEP_POINTS = "points.csv"
+SWEEP_RESULT_KEYS = ("grid", "sample", "seed", "pbo_blocks")  # the sweep params results depend on
+
+
+def run_sweep(alpha_dir: Path, snapshot_dir: Path, out_dir: Path, params: dict, say=print) -> dict:
+    """Every point of `sweep.grid` as a full walk-forward on the same snapshot; writes
+    results.parquet (one row per point), metrics.json (trials, best, DSR, PBO) and points.csv
+    (Sharpe per point and grid value, for the DVC plot)."""
+    from .sweep import SweepParams, default_point, expand_grid, results_frame, summary
+    from .sweep_cluster import InputRef, run_points
+
+    sweep = SweepParams.from_params(params.get("sweep"))
+    points = expand_grid(params, sweep)
+    for p in points:  # a bad grid value is an error naming the point before anything runs
+        try:
+            backtest_params(p.params)
+        except QuantlakeError as exc:
+            raise type(exc)(f"sweep.grid point {p.overrides}: {exc}") from exc
+    ref = InputRef.of(alpha_dir, snapshot_dir,
+                      [alpha_dir / RETURNS, alpha_dir / TRADED_VALUE, snapshot_dir / "manifest.json"])
+    outcomes = run_points(ref, points, sweep, say)
+    results = results_frame(points, outcomes)
+    snap = load_snapshot(snapshot_dir, verify=())  # only its id: the points verified what they read
+    # how the points ran (scheduler, workers, retries) is not part of what they computed
+    what = {**params, "sweep": {k: v for k, v in (params.get("sweep") or {}).items() if k in SWEEP_RESULT_KEYS}}
+    prov = stamp(snap.snapshot_id, what, sections=(*ALPHA_SECTIONS, "sweep"))
+    doc = summary(results, default_point(params, points), sweep.pbo_blocks)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pandas(results, preserve_index=False)
+    atomic_write_bytes(out_dir / SWEEP_RESULTS, table_to_parquet_bytes(table, prov))
+    atomic_write_json(out_dir / SWEEP_METRICS, doc)
+    plot = results.drop(columns=["returns", "returns_start", "error"])
+    atomic_write_bytes(out_dir / SWEEP_POINTS, plot.to_csv(index=False, float_format="%.10g").encode())
+    return doc
