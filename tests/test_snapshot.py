@@ -11,8 +11,6 @@ import pytest
 import yaml
 
 from quantlake.alpha import stages
-from quantlake.alpha.provenance import backtest_params
-from quantlake.alpha.selection import select_assets
 from quantlake.alpha.snapshot import PARTS, SnapshotError, load_snapshot, take_snapshot
 from quantlake.data.discovery import ScannerConfig
 from quantlake.data.universe import UniverseSpec, read_universe, universe_to_parquet_bytes
@@ -82,13 +80,12 @@ def test_a_tampered_feature_table_is_refused_by_every_stage_that_reads_it(work):
     forged = features.copy()
     forged.loc[~forged["symbol"].isin(honest), "recommend_all"] = 1.0
     forged.loc[forged["symbol"].isin(honest), "recommend_all"] = -1.0
-    # it matters: with the forged ratings the recipe would pick other symbols
-    snap = load_snapshot(snap_dir)
-    returns, value = stages._inputs(alpha, snap_dir)[2:]
-    as_of = pd.Timestamp(AS_OF)
-    returns, value = stages.eligible_inputs(returns, value, as_of, stages.universe_mask(snap, returns))
-    forged_pick = select_assets(returns, value, as_of, backtest_params(PARAMS).selection, forged).selected
-    assert list(forged_pick) != honest
+    # it matters: a snapshot made honestly from forged ratings selects other symbols
+    shutil.copytree(work / "lakehouse", work / "forged_lake")
+    rewrite(work / "forged_lake" / FEATURES, forged)
+    take_snapshot(work / "forged_lake", work / "forged_snap", AS_OF)
+    stages.run_returns(work / "forged_snap", work / "forged_alpha", PARAMS)
+    assert stages.run_select(work / "forged_alpha", work / "forged_snap", PARAMS)["selected"] != honest
     rewrite(snap_dir / FEATURES, forged)
     for run in (
         lambda: stages.run_select(alpha, snap_dir, PARAMS),
