@@ -27,10 +27,11 @@ if str(SRC) not in sys.path:
 # What `tests/test_dvc_pipeline.py` copies into a fresh repository.
 PROJECT_FILES = ["pyproject.toml", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "configs", "src", ".dvc/config", ".dvc/.gitignore"]
 CLI_NOW = "2026-11-26T12:00:00Z"  # QUANTLAKE_NOW: the CLI clock, after params.yaml's as_of
-# Candidates the sim's scanners pick from the 77 base pairs plus ~92% of the extra pairs
-# (the others trade less than the scanners' 1M minimum); measured at 200/1000/1050 extras.
-SIM_BASE_CANDIDATES = 77
-SIM_EXTRA_PICKED = 0.92
+# Candidates discovery lists: every USDT pair of the sim but the stablecoins (86 base pairs,
+# trading, halted or delisted) plus every extra pair (issue 11: the scanners' time-varying
+# rules now apply per day in the universe, not to the candidate list).
+SIM_BASE_CANDIDATES = 86
+SIM_EXTRA_PICKED = 1.0
 
 
 # --------------------------------------------------------------------------- the machine

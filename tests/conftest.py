@@ -103,6 +103,12 @@ def sim_lakehouse(tmp_path_factory):
     sim = SimExchange(7)
     ingest_symbols(syms, sim, store, IngestConfig(as_of=AS_OF, start=dt.date(2022, 1, 1)), now=NOW, log=lambda m: None)
     run_repair(layers, sim, {"as_of": AS_OF.isoformat(), "start": "2022-01-01"}, {}, log=lambda m: None)
-    run_features([s for s in syms if str(s) != "SIM:XVGUSDT"], lambda sid: read_bars(layers, sid), layers.features)
-    run_audit(layers, AuditConfig(as_of=AS_OF))
+    run_features(syms, lambda sid: read_bars(layers, sid), layers.features)
+    from quantlake.data.discovery import discover, scanner_files, scanner_from_file
+    from quantlake.data.universe import UniverseSpec
+
+    scanners = [scanner_from_file(p) for p in scanner_files(ROOT / "configs" / "scanners")]
+    markets = [m for m in sim.list_markets(AS_OF) if m.symbol in syms]
+    doc = discover(scanners, markets, as_of=AS_OF, source="sim")
+    run_audit(layers, AuditConfig(as_of=AS_OF), universe=UniverseSpec.from_candidates(doc))  # publishes universe.parquet
     return layers.root

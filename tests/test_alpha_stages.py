@@ -1,5 +1,6 @@
 """The Alpha Cycle's stage commands on a small sim lakehouse: snapshot, guard, outputs, determinism."""
 
+import dataclasses
 import datetime as dt
 import json
 import shutil
@@ -44,7 +45,7 @@ def test_snapshot_is_content_hashed_and_the_same_for_the_same_lakehouse(lake, tm
     b = take_snapshot(lake, tmp_path / "b", AS_OF)
     assert a.snapshot_id == b.snapshot_id and _tree(tmp_path / "a") == _tree(tmp_path / "b")
     cert = read_json(lake / "certified.json")["symbols"]
-    assert set(a.symbols) == set(cert) and "SIM:XVGUSDT" not in a.symbols
+    assert set(a.symbols) == set(cert) and "SIM:XVGUSDT" in a.symbols  # its clean past (toxic tail cut)
     entry = a.manifest["files"]["SIM_BTCUSDT_1d.parquet"]
     assert entry == {"symbol": "SIM:BTCUSDT", "sha256": cert["SIM:BTCUSDT"]["sha256"], "rows": cert["SIM:BTCUSDT"]["rows"], "start": "2022-01-01", "end": "2026-11-20"}
     feats = a.features()
@@ -156,7 +157,9 @@ def test_stage_outputs_are_todays_portfolio_from_the_same_functions(alpha_run):
     root, snap = alpha_run
     returns = stages.read_wide(root / "alpha" / stages.RETURNS)
     value = stages.read_wide(root / "alpha" / stages.TRADED_VALUE)
-    expected = todays_portfolio(returns, value, pd.Timestamp(AS_OF), PARAMS.backtest, snap.features())
+    eligible = stages.universe_mask(snap, returns)
+    assert eligible is not None and eligible.loc[pd.Timestamp(AS_OF)].sum() >= 10
+    expected = todays_portfolio(returns, value, pd.Timestamp(AS_OF), PARAMS.backtest, snap.features(), eligible=eligible)
     doc = read_json(root / "alpha" / stages.PORTFOLIO)
     assert doc["weights"] == {s: float(w) for s, w in expected.weights.items()}
     assert doc["atom_weights"] == {a: float(w) for a, w in expected.atom_weights.items()}
@@ -220,3 +223,52 @@ def test_same_snapshot_and_params_give_byte_identical_outputs(alpha_run, tmp_pat
     other = parse_params({**RAW_PARAMS, "optimization": {**RAW_PARAMS["optimization"], "method": "min_variance"}})
     stages.run_optimize(alpha, root / "snapshot", other)
     assert read_json(alpha / "portfolio.json")["run_id"] != read_json(root / "alpha/portfolio.json")["run_id"]
+
+
+def test_every_pool_is_drawn_from_the_point_in_time_universe(alpha_run):
+    """The backtest's weights at every rebalance date sit on members of the universe at that date."""
+    root, snap = alpha_run
+    returns = stages.read_wide(root / "alpha" / stages.RETURNS)
+    eligible = stages.universe_mask(snap, returns)
+    weights = pd.read_csv(root / "backtest/weights.csv", parse_dates=["date"])
+    assert len(weights) and weights["date"].nunique() > 10
+    held = weights[weights["weight"] > 0]
+    assert all(eligible.at[d, s] for d, s in zip(held["date"], held["symbol"]))
+    today = read_json(root / "alpha" / stages.PORTFOLIO)["weights"]
+    assert all(eligible.at[pd.Timestamp(AS_OF), s] for s, w in today.items() if w > 0)
+
+
+def test_a_narrower_universe_binds_the_strategy_and_the_baseline(alpha_run):
+    """Symbols outside the universe are never bought, by the strategy or the equal-weight baseline."""
+    from quantlake.alpha.backtest import walk_forward
+
+    root, snap = alpha_run
+    returns = stages.read_wide(root / "alpha" / stages.RETURNS)
+    value = stages.read_wide(root / "alpha" / stages.TRADED_VALUE)
+    recipe = dataclasses.replace(PARAMS.backtest, step_days=90, test_days=90)
+    free = walk_forward(returns, value, recipe, snap.features(), eligible=stages.universe_mask(snap, returns))
+    favourites = free.weights.groupby("symbol")["weight"].sum().nlargest(3).index
+    eligible = stages.universe_mask(snap, returns)
+    eligible.loc[:, favourites] = False
+    bound = walk_forward(returns, value, recipe, snap.features(), eligible=eligible)
+    assert not bound.weights["symbol"].isin(favourites).any() and free.weights["symbol"].isin(favourites).any()
+    assert not bound.equity["equal_weight"].equals(free.equity["equal_weight"])
+    assert (bound.trading["equal_weight_trade"] > 0).any()
+
+
+def test_the_select_stage_draws_from_the_snapshot_universe(lake, tmp_path):
+    """A lakehouse whose universe drops today's selection gives another selection, from members only."""
+    from quantlake.data.discovery import ScannerConfig
+    from quantlake.data.universe import UniverseSpec, read_universe, universe_to_parquet_bytes
+
+    take_snapshot(lake, tmp_path / "a", AS_OF)
+    stages.run_returns(tmp_path / "a", tmp_path / "alpha_a", PARAMS)
+    honest = stages.run_select(tmp_path / "alpha_a", tmp_path / "a", PARAMS)["selected"]
+    universe = read_universe(lake / "universe.parquet")
+    spec = UniverseSpec(tuple(ScannerConfig(**c) for c in universe.attrs["scanners"]))
+    (lake / "universe.parquet").unlink()
+    (lake / "universe.parquet").write_bytes(universe_to_parquet_bytes(universe[~universe["symbol"].isin(honest)], spec, AS_OF))
+    take_snapshot(lake, tmp_path / "b", AS_OF)
+    stages.run_returns(tmp_path / "b", tmp_path / "alpha_b", PARAMS)
+    narrowed = stages.run_select(tmp_path / "alpha_b", tmp_path / "b", PARAMS)["selected"]
+    assert narrowed and not set(narrowed) & set(honest)

@@ -1,6 +1,7 @@
 """The gate: statuses for every injected defect, the Golden Copy's contents, refusal to publish."""
 
 import datetime as dt
+import json
 import os
 import shutil
 from pathlib import Path
@@ -8,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from quantlake.contracts import SymbolId, validate_catalog, validate_ohlcv
+from quantlake.contracts import SymbolId, date_to_ms, validate_catalog, validate_ohlcv
 from quantlake.data.audit import AuditConfig, AuditFailure, quality_score, run_audit
 from quantlake.data.ingest import IngestConfig, ingest_symbols
 from quantlake.data.repair import run_repair
@@ -68,7 +69,7 @@ def test_every_injected_defect_gets_its_status(staged, tmp_path):
         "ATOMUSDT": "degraded",  # permanent gap
         "WAVESUSDT": "stale",  # halted
         "LUNAUSDT": "stale",  # delisted
-        "XVGUSDT": "toxic",  # contamination that cannot be isolated
+        "XVGUSDT": "degraded",  # contamination that cannot be isolated: a toxic tail, clean past kept
     }
     e = cat["symbols"]
     assert e["SIM:ATOMUSDT"]["gaps"] == [["2024-06-10", "2024-06-19"]]
@@ -76,19 +77,24 @@ def test_every_injected_defect_gets_its_status(staged, tmp_path):
     assert e["SIM:DOTUSDT"]["gaps"] == [] and e["SIM:DOTUSDT"]["repaired_days"] == 8
     assert e["SIM:DOTUSDT"]["repairs"][0]["status"] == "healed"
     assert e["SIM:ADAUSDT"]["quarantined"] == 4
-    assert "cannot be isolated" in e["SIM:XVGUSDT"]["reasons"][0]
+    assert "cannot be isolated" in e["SIM:XVGUSDT"]["reasons"][0] and e["SIM:XVGUSDT"]["toxic_from"] == "2026-10-01"
+    assert e["SIM:XVGUSDT"]["end_date"] == "2026-09-30" and e["SIM:BTCUSDT"]["toxic_from"] is None
     days = (AS_OF - dt.date(2020, 1, 1)).days + 1
     assert e["SIM:BTCUSDT"]["rows"] == days - 1  # the exchange-wide outage day
     assert e["SIM:BTCUSDT"]["data_quality_score"] == round((days - 1) / days, 6)
-    assert e["SIM:XVGUSDT"]["data_quality_score"] == 0.0
+    assert 0 < e["SIM:XVGUSDT"]["data_quality_score"] < 1
     assert 0 < e["SIM:ATOMUSDT"]["data_quality_score"] < 1
 
 
-def test_golden_copy_holds_certified_valid_files_and_no_toxic_one(staged, tmp_path):
+def test_golden_copy_holds_certified_valid_files_and_no_toxic_bar(staged, tmp_path):
     lake, result = audit(staged, tmp_path)
     cert = read_json(lake / "certified.json")
-    assert "SIM:XVGUSDT" not in cert["symbols"] and not (lake / "SIM_XVGUSDT_1d.parquet").exists()
-    assert len(cert["symbols"]) == len(SYMS) - 1
+    # XVG's contamination from 2026-10-01 cannot be isolated: its clean past is published, its tail never
+    xvg = read_bars(lake / "SIM_XVGUSDT_1d.parquet")
+    assert cert["symbols"]["SIM:XVGUSDT"]["status"] == "degraded"
+    assert xvg["timestamp"].max() == date_to_ms(dt.date(2026, 9, 30)) and xvg["timestamp"].min() == date_to_ms(dt.date(2020, 1, 1))
+    assert (xvg["close"] / xvg["close"].shift()).max() < 6.0  # no jump to the foreign (x1000) level
+    assert len(cert["symbols"]) == len(SYMS)
     for sym, entry in cert["symbols"].items():
         path = lake / entry["file"]
         assert sha256_file(path) == entry["sha256"]
@@ -99,11 +105,11 @@ def test_golden_copy_holds_certified_valid_files_and_no_toxic_one(staged, tmp_pa
         else:
             assert path.stat().st_ino == staged_file.stat().st_ino  # linked, not copied
     report = read_json(lake / "audit.json")
-    assert report["by_status"] == {"ok": 3, "stale": 2, "degraded": 6, "toxic": 1}
+    assert report["by_status"] == {"ok": 3, "stale": 2, "degraded": 7, "toxic": 0}
     assert report["missing_candidates"] == ["SIM:GONEUSDT"]
     assert report["repairs"]["healed"] == 1 and report["repairs"]["unrepairable"] >= 1 and report["repaired_days"] == 8
     assert [(o["from"], o["to"]) for o in report["outages"]] == [("2024-11-11", "2024-11-11")]
-    assert result.linked == len(SYMS) - 2 and result.written == 1 and result.copied == 0
+    assert result.linked == len(SYMS) - 1 and result.written == 1 and result.copied == 0
     assert sorted(p.name for p in lake.iterdir() if not p.name.endswith(".parquet")) == ["audit.json", "catalog.json", "certified.json"]
     assert not [p for p in lake.parent.iterdir() if p.name.startswith(".lakehouse")]
 
@@ -229,3 +235,44 @@ def test_the_stale_days_boundary(lag, stale):
     entry = {"rows": 100, "start_date": (end - dt.timedelta(days=99)).isoformat(), "end_date": end.isoformat(), "quarantined": 0, "gaps": []}
     status, reasons = classify(entry, [], AuditConfig(as_of=AS_OF, stale_days=3))
     assert status == ("stale" if stale else "ok"), reasons
+
+
+def test_a_toxic_tail_makes_a_symbol_degraded_not_toxic_nor_stale():
+    from quantlake.data.audit import classify
+
+    cfg = AuditConfig(as_of=AS_OF)
+    entry = {"rows": 100, "start_date": "2026-06-23", "end_date": "2026-09-30", "quarantined": 0, "gaps": []}
+    assert classify(entry, [], cfg)[0] == "stale"  # no toxic tail: the series just stopped
+    status, reasons = classify({**entry, "toxic_from": "2026-10-01"}, [], cfg)
+    assert status == "degraded" and "from 2026-10-01 cannot be isolated" in reasons[0]
+    fresh = {**entry, "end_date": "2026-11-19", "rows": 150, "start_date": "2026-06-23"}
+    assert classify({**fresh, "toxic_from": "2026-11-20"}, [], cfg)[0] == "degraded"
+    assert classify({**fresh, "toxic_from": None}, [], cfg)[0] == "ok"
+
+
+def test_the_gate_publishes_the_point_in_time_universe(staged, tmp_path):
+    from quantlake.data.discovery import discover, scanner_files, scanner_from_file
+    from quantlake.data.universe import UniverseSpec, membership_matrix, read_universe
+
+    root = Path(__file__).resolve().parents[1]
+    scanners = [scanner_from_file(p) for p in scanner_files(root / "configs" / "scanners")]
+    doc = discover(scanners, SimExchange(7).list_markets(AS_OF), as_of=AS_OF, source="sim")
+    doc["candidates"] = [c for c in doc["candidates"] if c["symbol"].split(":")[1] in SYMS]
+    spec = UniverseSpec.from_candidates(json.loads(json.dumps(doc)))
+    layers = copy_layers(staged, tmp_path / "a")
+    result = run_audit(layers, AuditConfig(as_of=AS_OF), universe=spec)
+    path = layers.lakehouse / "universe.parquet"
+    universe = read_universe(path)
+    assert result.report["universe"]["file"] == "universe.parquet" and universe.attrs["as_of"] == AS_OF.isoformat()
+    days = pd.DatetimeIndex(["2022-05-01", "2022-05-20", "2026-09-30", "2026-10-03", "2026-11-20"])
+    syms = [f"SIM:{s}" for s in SYMS]
+    liquid = membership_matrix(universe, days, syms, ["usdt_liquid"])
+    inactive = membership_matrix(universe, days, syms, ["usdt_inactive"])
+    assert liquid["SIM:LUNAUSDT"].tolist() == [True, False, False, False, False]  # last bar 2022-05-12
+    assert inactive["SIM:LUNAUSDT"].tolist() == [False, True, True, True, True]
+    # XVG's toxic tail from 2026-10-01: a member on its clean past, halted once its bars stop
+    assert liquid["SIM:XVGUSDT"].tolist() == [True, True, True, False, False]
+    assert not (liquid & inactive).any().any()
+    again = copy_layers(staged, tmp_path / "b")
+    run_audit(again, AuditConfig(as_of=AS_OF), universe=spec)
+    assert (again.lakehouse / "universe.parquet").read_bytes() == path.read_bytes()

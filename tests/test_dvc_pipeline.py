@@ -44,7 +44,10 @@ def test_dvc_repro_runs_both_cycles_a_second_repro_runs_nothing_and_experiments_
     assert len(list(lake.glob("*_1d.parquet"))) >= 60
     assert (path / "artifacts/backtest/metrics.json").exists() and (path / "artifacts/backtest/tearsheet.png").exists()
     statuses = {s: e["status"] for s, e in catalog["symbols"].items()}
-    assert statuses["SIM:XVGUSDT"] == "toxic" and not (lake / "SIM_XVGUSDT_1d.parquet").exists()
+    # a toxic tail from 2026-10-01: the clean past is published, the tail never
+    assert statuses["SIM:XVGUSDT"] == "degraded" and catalog["symbols"]["SIM:XVGUSDT"]["toxic_from"] == "2026-10-01"
+    assert catalog["symbols"]["SIM:XVGUSDT"]["end_date"] == "2026-09-30" and (lake / "SIM_XVGUSDT_1d.parquet").exists()
+    assert (lake / "universe.parquet").exists() and (path / "artifacts/snapshot/universe.parquet").exists()
     # every injected defect inside the shortened history (from 2022-06-01) gets its status
     assert statuses["SIM:WAVESUSDT"] == "stale" and statuses["SIM:SRMUSDT"] == "stale"
     for sym in ("SIM:FTTUSDT", "SIM:EOSUSDT", "SIM:XEMUSDT", "SIM:ATOMUSDT"):

@@ -33,7 +33,7 @@ def test_clean_bars_pass_untouched():
     df = bars(np.linspace(1, 2, 50))
     res = run(df)
     pd.testing.assert_frame_equal(res.bars, df)
-    assert res.quarantine.empty and res.toxic_reason is None
+    assert res.quarantine.empty and res.toxic_from is None
 
 
 def test_isolated_contamination_is_quarantined_and_genuine_moves_stay():
@@ -41,16 +41,27 @@ def test_isolated_contamination_is_quarantined_and_genuine_moves_stay():
     res = run(bars(closes))
     assert rules_fired(res) == ["contamination"]
     assert len(res.quarantine) == 3
-    assert res.bars["close"].max() == 4.9 and res.toxic_reason is None
+    assert res.bars["close"].max() == 4.9 and res.toxic_from is None
     q = res.quarantine.iloc[0]
     assert q["symbol"] == "SIM:TESTUSDT" and q["close"] == 1000.0 and q["field"] == "bar"
 
 
-def test_unisolated_contamination_makes_the_symbol_toxic():
-    res = run(bars([1.0] * 10 + [1000.0] * 40))
-    assert res.toxic_reason and "cannot be isolated" in res.toxic_reason
-    assert (res.quarantine["rule"] == "contamination_unisolated").sum() == 40
-    assert len(res.bars) == 10
+def test_unisolated_contamination_quarantines_the_tail_and_keeps_the_clean_past():
+    df = bars([1.0] * 10 + [1000.0] * 40)
+    res = run(df)
+    jump = pd.Timestamp(int(df["timestamp"].iloc[10]), unit="ms").date()
+    assert res.toxic_from == jump
+    q = res.quarantine
+    assert (q["rule"] == "contamination_unisolated").sum() == 40 and q["timestamp"].min() == df["timestamp"].iloc[10]
+    # both sides of the boundary: the day before the jump is kept, the jump day is not
+    pd.testing.assert_frame_equal(res.bars, df.iloc[:10].reset_index(drop=True))
+
+
+def test_a_jump_just_below_the_threshold_is_not_a_toxic_tail():
+    res = run(bars([1.0] * 10 + [5.999] * 40))  # +499.9% with the 500% threshold
+    assert res.toxic_from is None and res.quarantine.empty and len(res.bars) == 50
+    res = run(bars([1.0] * 10 + [6.001] * 40))  # +500.1%
+    assert res.toxic_from is not None and len(res.bars) == 10
 
 
 def test_a_crash_that_does_not_come_back_is_kept():
@@ -150,7 +161,7 @@ def test_each_sim_defect_fires_its_gate_at_its_documented_place(sim, symbol, rul
     assert rules_fired(res) == [rule]
     assert len(q) == count
     assert q["timestamp"].min() == date_to_ms(defect.start)
-    assert (res.toxic_reason is not None) == (rule == "contamination_unisolated")
+    assert (res.toxic_from is not None) == (rule == "contamination_unisolated")
 
 
 def test_sim_genuine_moves_are_kept(sim):
@@ -204,7 +215,7 @@ def test_real_genuine_moves_are_kept_everywhere():
         # no close, no bar is ever dropped from the real files: only wick values are fixed
         assert len(res.bars) == len(raw), base
         assert set(res.quarantine["field"]) <= {"low", "high"}, base
-        assert res.toxic_reason is None
+        assert res.toxic_from is None
         kept = res.bars.set_index("timestamp")["close"]
         for day in crash_days & set(kept.index):
             assert kept[day] == raw.set_index("timestamp")["close"][day]

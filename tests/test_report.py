@@ -81,7 +81,7 @@ def test_the_report_shows_every_section_with_what_the_cycle_did(cycle, tmp_path)
     symbols = section(page, "symbols")
     xem = row_of(symbols, "SIM:XEMUSDT", 10)
     assert xem[1] == "degraded" and xem[6] == "zero_volume_stall: 10 re-fetched: zero_volume_stall: 10" and xem[7] == "1 unrepairable"
-    assert row_of(symbols, "SIM:XVGUSDT", 10)[1] == "toxic" and "contamination_unisolated" in row_of(symbols, "SIM:XVGUSDT", 10)[6]
+    assert row_of(symbols, "SIM:XVGUSDT", 10)[1] == "degraded" and "contamination_unisolated" in row_of(symbols, "SIM:XVGUSDT", 10)[6]
     assert row_of(symbols, "SIM:WAVESUSDT", 2)[1] == "stale"
     assert row_of(symbols, "SIM:DOTUSDT", 10)[7] == "1 healed, 8 day(s) filled"
     # what the gates removed from the re-fetch is counted apart from what they removed at ingestion

@@ -3,12 +3,22 @@
 `take_snapshot` checks that the lakehouse can serve its certified list (every file present,
 its sha256 as certified, certified for the `as_of` asked, not toxic), aborting with the name
 of every symbol that fails, then links (or copies) the files into `artifacts/snapshot/bars/`,
-keeps the certified symbols' feature rows in `artifacts/snapshot/features/`, and writes
-`manifest.json`:
+keeps the certified symbols' feature rows in `artifacts/snapshot/features/`, links the
+point-in-time universe (`universe.parquet`), and writes `manifest.json`:
 
-    snapshot_id  sha256 over the sorted (file, sha256) list plus as_of
+    snapshot_id  sha256 over `as_of` and the sorted (path, sha256) list of `content`
     as_of        the lakehouse's as_of
-    files        {file name: {symbol, sha256, rows, start, end}}
+    files        {bar file name: {symbol, sha256, rows, start, end}}  (sha256 as certified)
+    features     {file, rows}             when the lakehouse has features
+    universe     {file, intervals}        when the lakehouse has a universe
+    content      {path relative to the snapshot: sha256} for every file the snapshot holds
+
+A part of the snapshot (`bars/`, `features/`, `universe.parquet`) may be one file or a
+directory of fragments: `content` lists every file under it. Every reader verifies what it
+reads against `content` first (`Snapshot.bar_files`, `features`, `universe`): a missing,
+extra or changed file is a `SnapshotError` naming it, so one snapshot_id always means the
+same inputs. `load_snapshot(path)` verifies every part at once (`verify=()` defers each part
+to its reader).
 
 The same lakehouse version always gives the same snapshot_id and byte-identical files.
 """
@@ -18,30 +28,35 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
 
 from ..contracts import QuantlakeError, SymbolId, parse_date
+from ..data.universe import UNIVERSE_FILE, read_universe
 from ..lakehouse import CERTIFIED
-from ..storage import read_json
-from ..storage import atomic_write_frame, atomic_write_json, link_or_copy, read_bars, sha256_file
+from ..storage import atomic_write_frame, atomic_write_json, link_or_copy, read_bars, read_json, sha256_file
 
 MANIFEST = "manifest.json"
 FEATURES_FILE = "tv_technicals_1d.parquet"
+BARS = "bars"
+# The parts of a snapshot: name -> path relative to the snapshot (a file or a directory).
+PARTS = {"bars": BARS, "features": f"features/{FEATURES_FILE}", "universe": UNIVERSE_FILE}
 
 
 class SnapshotError(QuantlakeError):
-    """The lakehouse cannot serve the certified list; the message names every symbol."""
+    """The lakehouse cannot serve the certified list, or a snapshot does not match its manifest."""
 
 
 @dataclass(frozen=True)
 class Snapshot:
     path: Path
     manifest: dict
+    verified: set = field(default_factory=set, compare=False, repr=False)  # parts checked so far
 
     @property
     def snapshot_id(self) -> str:
@@ -55,22 +70,80 @@ class Snapshot:
     def symbols(self) -> list[str]:
         return sorted(entry["symbol"] for entry in self.manifest["files"].values())
 
+    def verify(self, part: str) -> None:
+        """Check every file of `part` against the manifest's content (once per Snapshot)."""
+        if part not in self.verified:
+            problems = verify_part(self.path, self.manifest["content"], PARTS[part])
+            if problems:
+                raise SnapshotError(f"snapshot {self.path} does not match its manifest ({self.snapshot_id[:16]}): " + "; ".join(problems))
+            self.verified.add(part)
+
     def bar_files(self) -> dict[str, Path]:
-        """Symbol id -> path of its bar file, for every file of the snapshot."""
-        return {e["symbol"]: self.path / "bars" / name for name, e in sorted(self.manifest["files"].items())}
+        """Symbol id -> path of its bar file, for every file of the snapshot (verified)."""
+        self.verify("bars")
+        return {e["symbol"]: self.path / BARS / name for name, e in sorted(self.manifest["files"].items())}
 
     def bars(self) -> dict[str, pd.DataFrame]:
         """Symbol id -> bars, for every file of the snapshot."""
         return {symbol: read_bars(path) for symbol, path in self.bar_files().items()}
 
     def features(self) -> pd.DataFrame | None:
-        path = self.path / "features" / FEATURES_FILE
-        return pq.read_table(path).to_pandas() if path.exists() else None
+        """The feature table (verified), or None when the snapshot has none."""
+        if "features" not in self.manifest:
+            return None
+        self.verify("features")
+        return pq.read_table(self.path / PARTS["features"]).to_pandas()
+
+    def universe(self) -> pd.DataFrame | None:
+        """The point-in-time universe's intervals (verified), or None when the snapshot has none."""
+        if "universe" not in self.manifest:
+            return None
+        self.verify("universe")
+        return read_universe(self.path / PARTS["universe"])
 
 
-def snapshot_id(files: dict[str, dict], as_of: str) -> str:
-    payload = json.dumps({"as_of": as_of, "files": sorted((name, e["sha256"]) for name, e in files.items())}, separators=(",", ":"))
+def snapshot_id(content: dict[str, str], as_of: str) -> str:
+    payload = json.dumps({"as_of": as_of, "content": sorted(content.items())}, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def files_under(root: Path, rel: str) -> list[str]:
+    """Paths (relative to `root`, '/'-separated, sorted) of every file at or under `root / rel`."""
+    top = root / rel
+    if top.is_file():
+        return [rel]
+    found = []
+    for folder, _, names in os.walk(top):
+        found += [Path(folder, n).relative_to(root).as_posix() for n in names]
+    return sorted(found)
+
+
+def hash_part(root: Path, rel: str, known: dict[str, str] | None = None) -> dict[str, str]:
+    """{path: sha256} for every file of a part; `known` hashes (just verified) are reused."""
+    known = known or {}
+    return {f: known.get(f) or sha256_file(root / f) for f in files_under(root, rel)}
+
+
+def verify_part(root: Path, content: dict[str, str], rel: str) -> list[str]:
+    """Every file of a part that is missing, extra or changed against `content`."""
+    prefix = rel + "/"
+    want = {f: h for f, h in content.items() if f == rel or f.startswith(prefix)}
+    have = set(files_under(root, rel)) if (root / rel).exists() else set()
+    problems = [f"{f}: missing" for f in sorted(set(want) - have)]
+    problems += [f"{f}: not in the manifest" for f in sorted(have - set(want))]
+    problems += [f"{f}: sha256 differs from the manifest (changed after the snapshot)" for f in sorted(have & set(want)) if sha256_file(root / f) != want[f]]
+    return problems
+
+
+def link_part(src: Path, dst: Path) -> None:
+    """Hard-link (or copy) a file, or every file of a directory, from the lakehouse."""
+    if src.is_dir():
+        for rel in files_under(src, "."):
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            link_or_copy(src / rel, dst / rel)
+    else:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        link_or_copy(src, dst)
 
 
 def check_servable(lakehouse: Path, certified: dict, as_of: dt.date) -> list[str]:
@@ -101,17 +174,19 @@ def check_servable(lakehouse: Path, certified: dict, as_of: dt.date) -> list[str
 def snapshot_features(src: Path, dst: Path, symbols: set[str]) -> dict:
     """Keep the feature rows of `symbols` in `dst`; returns its manifest entry.
 
-    The audit publishes features for certified symbols only, so the lakehouse file usually
+    The audit publishes features for certified symbols only, so the lakehouse table usually
     holds nothing to drop: then it is linked like the bar files (no second copy of hundreds of
     MB, and DVC stores one cache object for both). Otherwise the kept rows are written anew.
     """
     held = pq.read_table(src, columns=["symbol"]).column("symbol").unique().to_pylist()
     if set(held) <= symbols:
-        link_or_copy(src, dst)
-        return {"file": f"features/{FEATURES_FILE}", "rows": pq.read_metadata(dst).num_rows, "sha256": sha256_file(dst)}
+        link_part(src, dst)
+        return {"file": PARTS["features"], "rows": pq.read_metadata(dst).num_rows if dst.is_file() else pq.ParquetDataset(dst).read(columns=["symbol"]).num_rows}
     table = pq.read_table(src).to_pandas()
     keep = table[table["symbol"].isin(sorted(symbols))].reset_index(drop=True)
-    return {"file": f"features/{FEATURES_FILE}", "rows": int(len(keep)), "sha256": atomic_write_frame(dst, keep)}
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_frame(dst, keep)
+    return {"file": PARTS["features"], "rows": int(len(keep))}
 
 
 def take_snapshot(lakehouse: Path, out: Path, as_of: dt.date) -> Snapshot:
@@ -128,34 +203,56 @@ def take_snapshot(lakehouse: Path, out: Path, as_of: dt.date) -> Snapshot:
         e["file"]: {"symbol": sym, "sha256": e["sha256"], "rows": e["rows"], "start": e["start_date"], "end": e["end_date"]}
         for sym, e in sorted(certified["symbols"].items())
     }
-    manifest = {"snapshot_id": snapshot_id(files, certified["as_of"]), "as_of": certified["as_of"], "files": files}
+    manifest: dict = {"snapshot_id": None, "as_of": certified["as_of"], "files": files}
 
     tmp = out.parent / f".{out.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "bars").mkdir(parents=True)
+    (tmp / BARS).mkdir(parents=True)
     for name in files:
-        link_or_copy(lakehouse / name, tmp / "bars" / name)
+        link_part(lakehouse / name, tmp / BARS / name)
+    # bar files were hashed against certified.json just now: reuse those hashes
+    content = hash_part(tmp, BARS, {f"{BARS}/{name}": e["sha256"] for name, e in files.items()})
     features = lakehouse / "features" / FEATURES_FILE
     if features.exists():
-        (tmp / "features").mkdir()
-        manifest["features"] = snapshot_features(features, tmp / "features" / FEATURES_FILE, {f["symbol"] for f in files.values()})
+        manifest["features"] = snapshot_features(features, tmp / PARTS["features"], {f["symbol"] for f in files.values()})
+        content.update(hash_part(tmp, PARTS["features"]))
+    universe = lakehouse / UNIVERSE_FILE
+    if universe.exists():
+        link_part(universe, tmp / PARTS["universe"])
+        manifest["universe"] = {"file": PARTS["universe"], "intervals": len(read_universe(tmp / PARTS["universe"]))}
+        content.update(hash_part(tmp, PARTS["universe"]))
+    manifest["content"] = dict(sorted(content.items()))
+    manifest["snapshot_id"] = snapshot_id(manifest["content"], certified["as_of"])
     atomic_write_json(tmp / MANIFEST, manifest)
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
-    return Snapshot(out, manifest)
+    return Snapshot(out, manifest, {"bars", "features", "universe"})
 
 
-def load_snapshot(path: Path) -> Snapshot:
-    """Open a snapshot and verify every file against its manifest."""
+def load_snapshot(path: Path, *, verify: tuple[str, ...] | None = None) -> Snapshot:
+    """Open a snapshot: check its snapshot_id, then verify the parts in `verify` (None: all).
+
+    Parts not verified here are verified by the reader that first reads them.
+    """
     path = Path(path)
     manifest_path = path / MANIFEST
     if not manifest_path.exists():
         raise SnapshotError(f"{manifest_path} does not exist: run `dvc repro snapshot`")
     manifest = read_json(manifest_path)
-    bad = [name for name, e in sorted(manifest["files"].items()) if not (path / "bars" / name).exists() or sha256_file(path / "bars" / name) != e["sha256"]]
-    if bad:
-        raise SnapshotError(f"snapshot {path} does not match its manifest: {', '.join(bad)}")
-    if manifest["snapshot_id"] != snapshot_id(manifest["files"], manifest["as_of"]):
-        raise SnapshotError(f"snapshot {path}: snapshot_id does not match its files")
-    return Snapshot(path, manifest)
+    if "content" not in manifest:
+        raise SnapshotError(f"{manifest_path} lists no content (an older snapshot format): run `dvc repro snapshot`")
+    if manifest["snapshot_id"] != snapshot_id(manifest["content"], manifest["as_of"]):
+        raise SnapshotError(f"snapshot {path}: snapshot_id does not match its content list")
+    unknown = sorted(f for f in manifest["content"] if not any(f == r or f.startswith(r + "/") for r in PARTS.values()))
+    if unknown:
+        raise SnapshotError(f"snapshot {path}: manifest lists files outside its parts: {', '.join(unknown)}")
+    listed = {f.split("/")[1] for f in manifest["content"] if f.startswith(BARS + "/")}
+    if listed != set(manifest["files"]):
+        odd = sorted(listed ^ set(manifest["files"]))
+        raise SnapshotError(f"snapshot {path}: the bar files of the manifest and its content list differ: {', '.join(odd[:10])}")
+    snap = Snapshot(path, manifest)
+    for part in PARTS if verify is None else verify:
+        if part == "bars" or part in manifest:
+            snap.verify(part)
+    return snap

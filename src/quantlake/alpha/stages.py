@@ -4,6 +4,11 @@ Each function reads its inputs from fixed paths (DVC deps), runs the core and wr
 outputs atomically (DVC outs), every output carrying the snapshot id and the run id. The
 CLI installs the network guard before calling any of them.
 
+Every stage verifies what it reads: snapshot files against the manifest (`Snapshot`), stage
+outputs by the snapshot_id they carry (`read_checked`). The strategy, today's portfolio and
+the equal-weight baseline draw their pools from the snapshot's point-in-time universe on each
+decision date (`universe_mask`; every certified symbol when the snapshot has no universe).
+
     snapshot     data/lakehouse/            -> artifacts/snapshot/
     returns      artifacts/snapshot/        -> artifacts/alpha/returns_matrix.parquet, traded_value.parquet
     select       returns + features         -> artifacts/alpha/selection.json
@@ -28,13 +33,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..contracts import QuantlakeError
+from ..data.universe import membership_matrix, tradable_scanners
 from ..storage import atomic_write_bytes, atomic_write_json, read_json, table_to_parquet_bytes
 from ..params import Params
 from .backtest import CURVES, BacktestResult, optimize_atoms, recipe_inputs, walk_forward
 from .provenance import ALPHA_SECTIONS, stamp
 from .returns import DATE_INDEX_NAME, panels_from_files
 from .selection import select_assets
-from .snapshot import Snapshot, load_snapshot, take_snapshot
+from .snapshot import Snapshot, SnapshotError, load_snapshot, take_snapshot
 from .synthesis import Atom, AtomSet, synthesize
 
 RETURNS = "returns_matrix.parquet"
@@ -63,6 +69,29 @@ def read_provenance(path: Path) -> dict:
     return {k.decode(): v.decode() for k, v in meta.items()}
 
 
+def read_checked(path: Path, snap: Snapshot) -> pd.DataFrame | dict:
+    """A stage output (Parquet frame or JSON document), refused unless made from `snap`."""
+    path = Path(path)
+    doc = read_json(path) if path.suffix == ".json" else None
+    made_from = doc.get("snapshot_id") if doc is not None else read_provenance(path).get("snapshot_id")
+    if made_from != snap.snapshot_id:
+        raise SnapshotError(f"{path} was made from snapshot {str(made_from)[:16]}, not {snap.snapshot_id[:16]}: run `dvc repro`")
+    return doc if doc is not None else read_wide(path)
+
+
+def universe_mask(snap: Snapshot, returns: pd.DataFrame) -> pd.DataFrame | None:
+    """Date x symbol bool on every day of `returns`' span: members of the snapshot's universe.
+
+    Only the scanners that keep TRADING symbols count (not those listing halted/delisted
+    pairs). None when the snapshot has no universe (every certified symbol is eligible).
+    """
+    universe = snap.universe()
+    if universe is None:
+        return None
+    days = pd.date_range(returns.index[0], returns.index[-1], freq="D", name=DATE_INDEX_NAME)
+    return membership_matrix(universe, days, list(returns.columns), tradable_scanners(universe))
+
+
 # --------------------------------------------------------------------------- stages
 
 
@@ -71,7 +100,7 @@ def run_snapshot(lakehouse: Path, out: Path, as_of: dt.date) -> Snapshot:
 
 
 def run_returns(snapshot_dir: Path, alpha_dir: Path, params: Params) -> pd.DataFrame:
-    snap = load_snapshot(snapshot_dir)
+    snap = load_snapshot(snapshot_dir, verify=())  # bar_files() verifies the bars it returns
     prov = stamp(snap.snapshot_id, params, sections=())
     # one read of the three needed columns per file (benchmarks/README.md, item 3)
     returns, traded_value = panels_from_files(snap.bar_files())
@@ -81,8 +110,8 @@ def run_returns(snapshot_dir: Path, alpha_dir: Path, params: Params) -> pd.DataF
 
 
 def _inputs(alpha_dir: Path, snapshot_dir: Path):
-    snap = load_snapshot(snapshot_dir)
-    returns, traded_value = read_wide(alpha_dir / RETURNS), read_wide(alpha_dir / TRADED_VALUE)
+    snap = load_snapshot(snapshot_dir, verify=())  # each part is verified when it is read
+    returns, traded_value = read_checked(alpha_dir / RETURNS, snap), read_checked(alpha_dir / TRADED_VALUE, snap)
     as_of = pd.Timestamp(snap.as_of)
     known_returns, known_value = recipe_inputs(returns, traded_value, as_of)
     return snap, as_of, known_returns, known_value
@@ -91,7 +120,7 @@ def _inputs(alpha_dir: Path, snapshot_dir: Path):
 def run_select(alpha_dir: Path, snapshot_dir: Path, params: Params) -> dict:
     snap, as_of, returns, traded_value = _inputs(alpha_dir, snapshot_dir)
     recipe = params.backtest
-    selection = select_assets(returns, traded_value, as_of, recipe.selection, snap.features())
+    selection = select_assets(returns, traded_value, as_of, recipe.selection, snap.features(), universe_mask(snap, returns))
     doc = {**stamp(snap.snapshot_id, params, sections=("selection",)), **selection.to_dict()}
     atomic_write_json(alpha_dir / SELECTION, doc)
     return doc
@@ -100,7 +129,7 @@ def run_select(alpha_dir: Path, snapshot_dir: Path, params: Params) -> dict:
 def run_synthesize(alpha_dir: Path, snapshot_dir: Path, params: Params) -> AtomSet:
     snap, as_of, returns, _ = _inputs(alpha_dir, snapshot_dir)
     recipe = params.backtest
-    selected = read_json(alpha_dir / SELECTION)["selected"]
+    selected = read_checked(alpha_dir / SELECTION, snap)["selected"]
     atoms = synthesize(returns, selected, recipe.synthesis)
     out = alpha_dir / ATOMS
     out.mkdir(parents=True, exist_ok=True)
@@ -119,22 +148,24 @@ def run_synthesize(alpha_dir: Path, snapshot_dir: Path, params: Params) -> AtomS
     return atoms
 
 
-def read_atoms(alpha_dir: Path) -> AtomSet:
+def read_atoms(alpha_dir: Path, snap: Snapshot | None = None) -> AtomSet:
+    """The synthesize stage's atoms (checked to come from `snap` when given)."""
     out = alpha_dir / ATOMS
-    ids = [a["id"] for a in read_json(out / "atoms.json")["atoms"]]
-    return AtomSet(
-        atoms=tuple(Atom.parse(i) for i in ids),
-        returns=read_wide(out / "returns.parquet")[ids] if ids else read_wide(out / "returns.parquet"),
-        positions=read_wide(out / "positions.parquet")[ids] if ids else read_wide(out / "positions.parquet"),
+    doc, returns, positions = (
+        (read_json(out / "atoms.json"), read_wide(out / "returns.parquet"), read_wide(out / "positions.parquet"))
+        if snap is None
+        else tuple(read_checked(out / name, snap) for name in ("atoms.json", "returns.parquet", "positions.parquet"))
     )
+    ids = [a["id"] for a in doc["atoms"]]
+    return AtomSet(atoms=tuple(Atom.parse(i) for i in ids), returns=returns[ids] if ids else returns, positions=positions[ids] if ids else positions)
 
 
 def run_optimize(alpha_dir: Path, snapshot_dir: Path, params: Params) -> dict:
     snap, as_of, _, _ = _inputs(alpha_dir, snapshot_dir)
     recipe = params.backtest
-    selection = read_json(alpha_dir / SELECTION)
+    selection = read_checked(alpha_dir / SELECTION, snap)
     clusters = pd.Series({s: int(c) for c, members in selection["clusters"].items() for s in members}, dtype="int64")
-    atoms = read_atoms(alpha_dir)
+    atoms = read_atoms(alpha_dir, snap)
     train_start = as_of - pd.Timedelta(days=recipe.train_days - 1)
     atom_weights, caps = optimize_atoms(atoms, clusters, train_start, as_of, recipe.optimize)
     weights = atoms.to_physical(atom_weights, as_of + pd.Timedelta(days=1))
@@ -160,16 +191,18 @@ class BacktestInputs:
     returns: pd.DataFrame
     traded_value: pd.DataFrame
     ratings: pd.DataFrame | None
+    eligible: pd.DataFrame | None  # the point-in-time universe (`universe_mask`)
 
 
 def backtest_inputs(alpha_dir: Path, snapshot_dir: Path) -> BacktestInputs:
-    snap = load_snapshot(snapshot_dir)
-    return BacktestInputs(snap, read_wide(alpha_dir / RETURNS), read_wide(alpha_dir / TRADED_VALUE), snap.features())
+    snap = load_snapshot(snapshot_dir, verify=())  # each part is verified when it is read
+    returns, traded_value = read_checked(alpha_dir / RETURNS, snap), read_checked(alpha_dir / TRADED_VALUE, snap)
+    return BacktestInputs(snap, returns, traded_value, snap.features(), universe_mask(snap, returns))
 
 
 def backtest_from_inputs(inputs: BacktestInputs, params: Params) -> BacktestResult:
     """The walk-forward of params.yaml's recipe on these inputs."""
-    return walk_forward(inputs.returns, inputs.traded_value, params.backtest, inputs.ratings)
+    return walk_forward(inputs.returns, inputs.traded_value, params.backtest, inputs.ratings, eligible=inputs.eligible)
 
 
 def run_backtest(alpha_dir: Path, snapshot_dir: Path, out_dir: Path, params: Params) -> dict:
@@ -211,7 +244,7 @@ def run_sweep(alpha_dir: Path, snapshot_dir: Path, out_dir: Path, params: Params
                       [alpha_dir / RETURNS, alpha_dir / TRADED_VALUE, snapshot_dir / "manifest.json"])
     outcomes = run_points(ref, points, sweep, say)
     results = results_frame(points, outcomes)
-    snap = load_snapshot(snapshot_dir)
+    snap = load_snapshot(snapshot_dir, verify=())  # only its id: the points verified what they read
     prov = stamp(snap.snapshot_id, params, sections=(*ALPHA_SECTIONS, "sweep"))
     doc = summary(results, default_point(params, points), sweep.pbo_blocks)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -2,8 +2,13 @@
 
 Status of a symbol (first that applies):
 
-* ``toxic``: ingestion could not isolate a contamination, or the staged file breaks the OHLCV
-  contract, or it holds no bar. Listed in the catalog; no file in the lakehouse.
+* ``toxic``: the staged file breaks the OHLCV contract, or it holds no bar (bookkeeping of
+  earlier versions may also say ``toxic_reason``). Listed in the catalog; no file in the
+  lakehouse.
+* ``degraded`` with ``toxic_from``: ingestion could not isolate a contamination that starts on
+  ``toxic_from`` (a toxic tail): every bar from that day on is quarantined, the clean history
+  before it is published. This wins over ``stale`` (the series stops because its tail is
+  toxic, not because the market stopped).
 * ``stale``: the last bar is more than `audit.stale_days` days before `as_of` (halted or
   delisted markets, a source that stopped serving the symbol).
 * ``degraded``: certified, but a gate removed bars or values (`quarantined` > 0; this includes
@@ -19,6 +24,9 @@ counting each quarantine event once). A toxic symbol scores 0.
 The lakehouse is published as of `data.as_of`: bars (and feature rows) after it are not part of
 that version (`bars_as_of`; staging keeps them when `as_of` moved back), and a symbol with no
 bar on or before it is listed under `empty_symbols`, as a fresh run at that day would.
+
+The gate also publishes the point-in-time universe, `universe.parquet` (`data/universe.py`),
+computed from the certified bars and the scanner configs of `candidates.json`.
 
 The new lakehouse is built in a temporary folder next to `data/lakehouse/` (unchanged bar
 files hard-linked from staging, not copied, where the filesystem allows), every certified file
@@ -45,6 +53,7 @@ from ..storage import atomic_write_bytes, atomic_write_json, bars_to_parquet_byt
 from ..storage import read_bars as read_bars_file
 from .repair import load_repair_log
 from .staging import StagingStore, bars_summary
+from .universe import UniverseSpec, publish_universe
 
 
 class AuditFailure(Exception):
@@ -86,8 +95,13 @@ def classify(entry: dict, violations: list[str], cfg: AuditConfig) -> tuple[str,
     if not entry.get("rows"):
         return "toxic", ["no bar survived the quality gates"]
     reasons = []
+    if entry.get("toxic_from"):
+        reasons.append(
+            f"contamination from {entry['toxic_from']} cannot be isolated: the bars from then on are "
+            "quarantined (toxic tail), the clean history before it is kept"
+        )
     lag = (cfg.as_of - parse_date(entry["end_date"])).days
-    if lag > cfg.stale_days:
+    if lag > cfg.stale_days and not reasons:
         return "stale", [f"last bar {entry['end_date']} is {lag} days before as_of {cfg.as_of}"]
     if entry.get("quarantined"):
         reasons.append(f"{entry['quarantined']} quarantined bar(s) or value(s)")
@@ -183,6 +197,7 @@ def build_documents(inspected: dict[str, _Inspected], cfg: AuditConfig, candidat
             "repaired_days": entry.get("repaired_days", 0),
             "repairs": entry.get("repairs", []),
             "drift": entry.get("drift", []),
+            "toxic_from": entry.get("toxic_from"),
             "data_quality_score": score,
             "status": status,
             "reasons": reasons,
@@ -229,6 +244,7 @@ def run_audit(
     *,
     candidates: list[str] | None = None,
     publish_features: bool = True,
+    universe: UniverseSpec | None = None,
 ) -> AuditResult:
     """Check the staging layers and publish the Golden Copy (see module docstring)."""
     lakehouse = layers.lakehouse
@@ -276,6 +292,7 @@ def run_audit(
                 raise AuditFailure(f"{sym}: certified file breaks the contract: {found[0]}")
         if publish_features and layers.features.exists():
             report["features"] = _publish_features(layers.features, tmp, certified)
+        report["universe"] = publish_universe(tmp, certified, universe, cfg.as_of)
         atomic_write_json(tmp / CATALOG, catalog)
         atomic_write_json(tmp / CERTIFIED, certified)
         atomic_write_json(tmp / AUDIT, report)

@@ -1,16 +1,25 @@
-"""Discovery: scanners (YAML) pick a universe from a source's market list.
+"""Discovery: the survivorship-free list of pairs to ingest, attributed to the scanners.
 
 A scanner file (`configs/scanners/*.yaml`) holds the keys of `ScannerConfig`; `base: NAME`
 inherits every key of `NAME.yaml` in the same folder (recursively) and overrides them. Files
-whose name starts with `_` are presets: they are inherited from, never run. Every scanner
-filters the markets, sorts and limits them; the results merge into one candidate list in which
-each symbol is attributed to the first scanner (by file name) that selected it, with its rank
-there, and lists every scanner that selected it.
+whose name starts with `_` are presets: they are inherited from, never run.
 
-Liquidity: `traded_value_30d` is the median daily traded value (quote currency) over the 30
-days up to `as_of`, computed from the bars for `sim` / `files`; an exchange that only publishes
-24h figures is judged on `traded_value_24h` instead (the candidate's metrics say which).
-A market whose listing date is unknown passes `min_listing_days` (the metrics say `null`).
+Discovery applies only a scanner's *static* rules (quote, excluded bases, asset type): every
+pair of the quote the source lists - trading, halted or delisted - is a candidate, so that
+history can be researched without survivorship bias. The *time-varying* rules (listing age,
+median traded value, status, sort and limit) are never applied here with today's figures:
+`data/universe.py` evaluates them at every date from the bars known at that date, and the gate
+publishes the result (`data/lakehouse/universe.parquet`).
+
+Each candidate lists every scanner whose static rules admit it (`scanners`, with its rank in
+that scanner's sort order as of `as_of`, for information) and is attributed (`scanner`,
+`rank`) to the first scanner, by file name, whose `statuses` hold the market's status today,
+else to the first that admits it. The universe uses `scanners` as the attribution.
+
+`traded_value_30d` is the median daily traded value (quote currency) over the 30 days up to
+`as_of` as the source reports it (computed from the bars for `sim` / `files`); an exchange
+that only publishes 24h figures is ranked on `traded_value_24h` instead (the candidate's
+metrics say which).
 """
 
 from __future__ import annotations
@@ -37,8 +46,10 @@ _TYPES = {
     "sort_by": str,
     "descending": bool,
     "limit": int,
+    "halt_after_days": int,
 }
 SORT_KEYS = ("traded_value_30d", "traded_value_24h", "listing_days", "symbol")
+STATUSES = ("TRADING", "HALT", "BREAK")  # a market's status as a source lists it
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,7 @@ class ScannerConfig:
     sort_by: str = "traded_value_30d"
     descending: bool = True
     limit: int = 100
+    halt_after_days: int = 3  # no bar on this many days up to a date: halted/delisted then
 
 
 def load_scanner(path: Path, _seen: tuple = ()) -> dict:
@@ -96,6 +108,11 @@ def scanner_from_file(path: Path) -> ScannerConfig:
         raise ContractError(f"{path}: key 'sort_by' must be one of {SORT_KEYS}, got {cfg.sort_by!r}")
     if cfg.limit < 1:
         raise ContractError(f"{path}: key 'limit' must be >= 1")
+    if cfg.halt_after_days < 1 or cfg.min_listing_days < 0 or cfg.min_traded_value_30d < 0:
+        raise ContractError(f"{path}: keys 'halt_after_days' must be >= 1, 'min_listing_days' and 'min_traded_value_30d' >= 0")
+    unknown = sorted({s.upper() for s in cfg.statuses} - set(STATUSES))
+    if unknown:
+        raise ContractError(f"{path}: key 'statuses' has unknown value(s) {unknown} (allowed: {list(STATUSES)})")
     return cfg
 
 
@@ -120,24 +137,18 @@ def market_metrics(m: Market, as_of: dt.date) -> dict:
     }
 
 
+def admits(cfg: ScannerConfig, m: Market) -> bool:
+    """The scanner's static rules: quote, excluded bases, asset type (never the status)."""
+    return (
+        m.quote.upper() in {q.upper() for q in cfg.quote}
+        and m.base.upper() not in {b.upper() for b in cfg.exclude_bases}
+        and m.asset_type == cfg.asset_type
+    )
+
+
 def run_scanner(cfg: ScannerConfig, markets: list[Market], as_of: dt.date) -> list[tuple[Market, dict]]:
-    """The markets a scanner selects, sorted and limited, with their metrics."""
-    picked = []
-    quotes = {q.upper() for q in cfg.quote}
-    excluded = {b.upper() for b in cfg.exclude_bases}
-    statuses = {s.upper() for s in cfg.statuses}
-    for m in markets:
-        metrics = market_metrics(m, as_of)
-        days = metrics["listing_days"]
-        if (
-            m.quote.upper() in quotes
-            and m.base.upper() not in excluded
-            and m.status.upper() in statuses
-            and m.asset_type == cfg.asset_type
-            and (days is None or days >= cfg.min_listing_days)
-            and (metrics["liquidity"] or 0.0) >= cfg.min_traded_value_30d
-        ):
-            picked.append((m, metrics))
+    """Every market the scanner's static rules admit, in its sort order as of `as_of`, with metrics."""
+    picked = [(m, market_metrics(m, as_of)) for m in markets if admits(cfg, m)]
 
     def key(item):
         m, metrics = item
@@ -147,30 +158,36 @@ def run_scanner(cfg: ScannerConfig, markets: list[Market], as_of: dt.date) -> li
         v = float("-inf") if v is None else float(v)
         return (-v if cfg.descending else v, str(m.symbol))
 
-    return sorted(picked, key=key)[: cfg.limit]
+    return sorted(picked, key=key)
 
 
 def discover(scanners: list[ScannerConfig], markets: list[Market], *, as_of: dt.date, source: str) -> dict:
-    """Run every scanner and merge the results into the candidates document."""
+    """Run every scanner's static rules and merge the results into the candidates document."""
     by_symbol: dict[str, dict] = {}
     for cfg in scanners:
         for rank, (m, metrics) in enumerate(run_scanner(cfg, markets, as_of), start=1):
             sym = str(m.symbol)
-            if sym not in by_symbol:
-                by_symbol[sym] = {
-                    "symbol": sym,
-                    "exchange": m.symbol.exchange,
-                    "base": m.base,
-                    "quote": m.quote,
-                    "asset_type": m.asset_type,
-                    "direction": cfg.direction,
-                    "scanner": cfg.name,
-                    "rank": rank,
-                    "scanners": [],
-                    "metrics": metrics,
-                }
-            by_symbol[sym]["scanners"].append({"scanner": cfg.name, "rank": rank})
-    candidates = sorted(by_symbol.values(), key=lambda c: ([s.name for s in scanners].index(c["scanner"]), c["rank"]))
+            entry = by_symbol.setdefault(sym, {
+                "symbol": sym,
+                "exchange": m.symbol.exchange,
+                "base": m.base,
+                "quote": m.quote,
+                "asset_type": m.asset_type,
+                "direction": cfg.direction,
+                "scanner": None,
+                "rank": None,
+                "scanners": [],
+                "metrics": metrics,
+            })
+            entry["scanners"].append({"scanner": cfg.name, "rank": rank})
+            if entry["scanner"] is None and m.status.upper() in {s.upper() for s in cfg.statuses}:
+                entry.update(scanner=cfg.name, rank=rank, direction=cfg.direction)
+    names = [s.name for s in scanners]
+    for entry in by_symbol.values():
+        if entry["scanner"] is None:  # no scanner keeps its status today: the first that admits it
+            first = entry["scanners"][0]
+            entry.update(scanner=first["scanner"], rank=first["rank"], direction=scanners[names.index(first["scanner"])].direction)
+    candidates = sorted(by_symbol.values(), key=lambda c: (names.index(c["scanner"]), c["rank"]))
     return {
         "as_of": as_of.isoformat(),
         "source": source,

@@ -64,7 +64,7 @@ class SymbolOutcome:
     detail: str = ""
     new_rows: int = 0
     quarantined_new: int = 0
-    toxic: bool = False
+    toxic: bool = False  # a toxic tail was cut (contamination_unisolated)
 
 
 @dataclass
@@ -84,7 +84,7 @@ class IngestSummary:
         toxic = sum(o.toxic for o in self.outcomes)
         return (
             f"ingest: {self.count('fetched')} fetched, {self.count('skipped')} skipped, "
-            f"{q} quarantined, {toxic} toxic, {self.count('failed')} failed "
+            f"{q} quarantined, {toxic} with a toxic tail, {self.count('failed')} failed "
             f"({len(self.outcomes)} symbols, {self.source_calls} source calls)"
         )
 
@@ -223,14 +223,15 @@ def _commit(fetched: _Fetched, store: StagingStore, state: dict, cfg: IngestConf
             "last_checked": utc_iso(now),
             "checked_as_of": cfg.as_of.isoformat(),
             "requested_start": requested_start.isoformat(),
-            "toxic_reason": result.toxic_reason,
+            "toxic_from": None if result.toxic_from is None else result.toxic_from.isoformat(),
         }
     )
+    entry.pop("toxic_reason", None)  # bookkeeping of earlier versions: a toxic tail no longer voids the past
     store.commit(sid, result.bars, quarantine, entry, state, updated_at=utc_iso(now), write_state=False)
     new_rows = len(result.bars) - (0 if stored is None else len(stored))
     q_new = len(quarantine) - len(old_q)
-    detail = f"+{new_rows} bars" + (f", {q_new} quarantined" if q_new else "") + (" (TOXIC)" if result.toxic_reason else "")
-    return SymbolOutcome(str(sid), "fetched", detail, new_rows=new_rows, quarantined_new=max(q_new, 0), toxic=bool(result.toxic_reason))
+    detail = f"+{new_rows} bars" + (f", {q_new} quarantined" if q_new else "") + (f" (toxic from {result.toxic_from})" if result.toxic_from else "")
+    return SymbolOutcome(str(sid), "fetched", detail, new_rows=new_rows, quarantined_new=max(q_new, 0), toxic=result.toxic_from is not None)
 
 
 def read_candidates(path) -> list[SymbolId]:

@@ -29,7 +29,8 @@ rule                        scope   fires when
                                     down-jump below 1/(1+threshold) - 1 that comes back): the bars at
                                     the foreign level are removed
 ``contamination_unisolated`` bar    an up-jump above toxic_threshold that does not come back: the
-                                    bars from the jump on are removed and the symbol is toxic
+                                    bars from the jump on are removed (a toxic tail, from
+                                    ``toxic_from``); the clean history before the jump is kept
 ==========================  ======  ===================================================================
 
 A genuine large move (DOGE +392% on 2021-01-28) stays: it is below the 500% threshold and the
@@ -76,7 +77,9 @@ class QualityRules:
 class SanitizeResult:
     bars: pd.DataFrame
     quarantine: pd.DataFrame
-    toxic_reason: str | None = None
+    # first day of a contamination that cannot be isolated: every bar from it on is quarantined
+    # (a toxic tail), the bars before it are clean and kept
+    toxic_from: dt.date | None = None
 
 
 def empty_quarantine() -> pd.DataFrame:
@@ -143,14 +146,9 @@ def sanitize(raw: pd.DataFrame, *, symbol: str, as_of: dt.date, rules: QualityRu
     drop(_stall_mask(df, rules.stall_days), "zero_volume_stall")
 
     contaminated, unisolated = _contamination_masks(df["close"].to_numpy(), rules)
-    toxic_reason = None
+    toxic_from = None
     if unisolated.any():
-        first = int(df["timestamp"].to_numpy()[np.argmax(unisolated)])
-        toxic_reason = (
-            f"close-to-close return above {rules.toxic_threshold:.0%} on "
-            f"{pd.Timestamp(first, unit='ms').date().isoformat()} that does not come back within "
-            f"{rules.max_contamination_days} bars: the contamination cannot be isolated"
-        )
+        toxic_from = pd.Timestamp(int(df["timestamp"].to_numpy()[np.argmax(unisolated)]), unit="ms").date()
     both = contaminated | unisolated
     if both.any():
         ev_c = _bar_events(symbol, df, contaminated & ~unisolated, "contamination")
@@ -160,7 +158,7 @@ def sanitize(raw: pd.DataFrame, *, symbol: str, as_of: dt.date, rules: QualityRu
 
     quarantine = empty_quarantine() if not events else pd.concat(events, ignore_index=True)
     quarantine = sort_quarantine(quarantine)
-    return SanitizeResult(bars=df.reset_index(drop=True), quarantine=quarantine, toxic_reason=toxic_reason)
+    return SanitizeResult(bars=df.reset_index(drop=True), quarantine=quarantine, toxic_from=toxic_from)
 
 
 def sort_quarantine(q: pd.DataFrame) -> pd.DataFrame:

@@ -93,11 +93,14 @@ def run_features(root: Path):
 def run_audit(params: Params, root: Path, candidates: Path | None = None):
     """Check every staging layer and publish the Golden Copy as of `data.as_of`."""
     from .audit import AuditConfig, run_audit as audit_layers
+    from .universe import UniverseSpec
 
-    names = None
+    names, spec = None, None
     if candidates is not None and Path(candidates).exists():
-        names = [c["symbol"] for c in read_json(candidates).get("candidates", [])]
-    return audit_layers(Layers(Path(root)), AuditConfig.from_params(params.data, params.audit), candidates=names)
+        doc = read_json(candidates)
+        names = [c["symbol"] for c in doc.get("candidates", [])]
+        spec = UniverseSpec.from_candidates(doc, file=str(candidates))  # the scanners' rules, for the universe
+    return audit_layers(Layers(Path(root)), AuditConfig.from_params(params.data, params.audit), candidates=names, universe=spec)
 
 
 def run_report(root: Path, out: Path) -> Path:

@@ -1,0 +1,173 @@
+"""The snapshot is point-in-time too (issue 11, item 4): its manifest covers every file it holds
+(bars, features, universe) and every alpha stage verifies what it reads against it."""
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from quantlake.alpha import stages
+from quantlake.alpha.snapshot import PARTS, SnapshotError, load_snapshot, take_snapshot
+from quantlake.data.discovery import ScannerConfig
+from quantlake.data.universe import UniverseSpec, read_universe, universe_to_parquet_bytes
+from quantlake.storage import atomic_write_json, read_json, sha256_file
+
+ROOT = Path(__file__).resolve().parents[1]
+AS_OF = dt.date(2026, 11, 20)
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+FEATURES = "features/tv_technicals_1d.parquet"
+
+
+@pytest.fixture(scope="module")
+def built(sim_lakehouse, tmp_path_factory):
+    """A snapshot of the sim lakehouse and the returns stage's outputs (not to be modified)."""
+    root = tmp_path_factory.mktemp("snap")
+    shutil.copytree(sim_lakehouse / "lakehouse", root / "lakehouse")
+    take_snapshot(root / "lakehouse", root / "snapshot", AS_OF)
+    stages.run_returns(root / "snapshot", root / "alpha", PARAMS)
+    return root
+
+
+@pytest.fixture
+def work(built, tmp_path):
+    """A private copy (real copies, not links) of the snapshot and the alpha folder."""
+    for name in ("lakehouse", "snapshot", "alpha"):
+        shutil.copytree(built / name, tmp_path / name)
+    return tmp_path
+
+
+def rewrite(path: Path, frame: pd.DataFrame) -> None:
+    """Replace a snapshot file behind the pipeline's back (a new inode, as an editor would)."""
+    path.unlink()
+    frame.to_parquet(path, index=False)
+
+
+def test_the_manifest_lists_every_file_with_its_sha256_and_the_id_covers_them(work):
+    snap = load_snapshot(work / "snapshot")
+    content = snap.manifest["content"]
+    assert set(content) == {f"bars/{n}" for n in snap.manifest["files"]} | {FEATURES, "universe.parquet"}
+    for rel, sha in content.items():
+        assert sha256_file(work / "snapshot" / rel) == sha
+    assert snap.manifest["universe"]["intervals"] == len(read_universe(work / "snapshot/universe.parquet")) > 0
+    # a lakehouse that differs only in its universe (or only in its features) gives another id
+    features = pq.read_table(work / "lakehouse" / FEATURES).to_pandas()
+    features.loc[0, "recommend_all"] = 0.123
+    universe = read_universe(work / "lakehouse/universe.parquet")
+    universe.loc[0, "end"] -= pd.Timedelta(days=1)
+    spec = UniverseSpec(tuple(ScannerConfig(**s) for s in universe.attrs["scanners"]))
+    for rel, write in (
+        (FEATURES, lambda path: features.to_parquet(path, index=False)),
+        ("universe.parquet", lambda path: path.write_bytes(universe_to_parquet_bytes(universe, spec, AS_OF))),
+    ):
+        other = work / f"lake_{rel.replace('/', '_')}"
+        shutil.copytree(work / "lakehouse", other)
+        (other / rel).unlink()
+        write(other / rel)
+        again = take_snapshot(other, work / f"snap_{rel.replace('/', '_')}", AS_OF)
+        assert again.snapshot_id != snap.snapshot_id, rel
+
+
+def test_a_tampered_feature_table_is_refused_by_every_stage_that_reads_it(work):
+    snap_dir, alpha = work / "snapshot", work / "alpha"
+    stages.run_select(alpha, snap_dir, PARAMS)
+    honest = read_json(alpha / "selection.json")["selected"]
+    # the tampering of the issue: ratings pushed up for symbols that were not selected
+    features = pq.read_table(snap_dir / FEATURES).to_pandas()
+    forged = features.copy()
+    forged.loc[~forged["symbol"].isin(honest), "recommend_all"] = 1.0
+    forged.loc[forged["symbol"].isin(honest), "recommend_all"] = -1.0
+    # it matters: a snapshot made honestly from forged ratings selects other symbols
+    shutil.copytree(work / "lakehouse", work / "forged_lake")
+    rewrite(work / "forged_lake" / FEATURES, forged)
+    take_snapshot(work / "forged_lake", work / "forged_snap", AS_OF)
+    stages.run_returns(work / "forged_snap", work / "forged_alpha", PARAMS)
+    assert stages.run_select(work / "forged_alpha", work / "forged_snap", PARAMS)["selected"] != honest
+    rewrite(snap_dir / FEATURES, forged)
+    for run in (
+        lambda: stages.run_select(alpha, snap_dir, PARAMS),
+        lambda: stages.run_backtest(alpha, snap_dir, work / "backtest", PARAMS),
+    ):
+        with pytest.raises(SnapshotError, match="features/tv_technicals_1d.parquet: sha256 differs"):
+            run()
+    assert read_json(alpha / "selection.json")["selected"] == honest  # nothing was overwritten
+    with pytest.raises(SnapshotError, match="tv_technicals_1d.parquet"):
+        load_snapshot(snap_dir)  # the full check (used by `quantlake reproduce`) sees it too
+
+
+def test_a_tampered_universe_is_refused(work):
+    snap_dir = work / "snapshot"
+    u = pd.read_parquet(snap_dir / "universe.parquet")
+    rewrite(snap_dir / "universe.parquet", u.iloc[1:])
+    with pytest.raises(SnapshotError, match="universe.parquet: sha256 differs"):
+        stages.run_select(work / "alpha", snap_dir, PARAMS)
+    with pytest.raises(SnapshotError, match="universe.parquet"):
+        stages.run_backtest(work / "alpha", snap_dir, work / "backtest", PARAMS)
+
+
+def test_tampered_bars_are_refused_by_the_returns_stage(work):
+    target = work / "snapshot/bars/SIM_BTCUSDT_1d.parquet"
+    bars = pd.read_parquet(target)
+    bars.loc[10, "close"] *= 1.01
+    rewrite(target, bars)
+    with pytest.raises(SnapshotError, match="bars/SIM_BTCUSDT_1d.parquet: sha256 differs"):
+        stages.run_returns(work / "snapshot", work / "alpha2", PARAMS)
+    assert not (work / "alpha2").exists()
+
+
+def test_missing_and_extra_files_and_a_forged_manifest_are_named(work):
+    snap_dir = work / "snapshot"
+    (snap_dir / "universe.parquet").unlink()
+    (snap_dir / "bars" / "SIM_EXTRAUSDT_1d.parquet").write_bytes(b"x")
+    with pytest.raises(SnapshotError) as err:
+        load_snapshot(snap_dir)
+    assert "bars/SIM_EXTRAUSDT_1d.parquet: not in the manifest" in str(err.value)  # the first part that fails
+    with pytest.raises(SnapshotError, match="SIM_EXTRAUSDT_1d.parquet: not in the manifest"):
+        load_snapshot(snap_dir, verify=("bars",))
+    with pytest.raises(SnapshotError, match="universe.parquet: missing"):
+        load_snapshot(snap_dir, verify=("universe",))
+    # changing a hash in the manifest to match a forged file breaks the snapshot_id
+    manifest = read_json(snap_dir / "manifest.json")
+    manifest["content"][FEATURES] = "0" * 64
+    atomic_write_json(snap_dir / "manifest.json", manifest)
+    with pytest.raises(SnapshotError, match="snapshot_id does not match its content"):
+        load_snapshot(snap_dir, verify=())
+
+
+def test_stage_outputs_from_another_snapshot_are_refused(work, tmp_path):
+    other = tmp_path / "other_lake"
+    shutil.copytree(work / "lakehouse", other)
+    cert = read_json(other / "certified.json")
+    del cert["symbols"]["SIM:BTCUSDT"]
+    atomic_write_json(other / "certified.json", cert)
+    take_snapshot(other, tmp_path / "other_snap", AS_OF)
+    with pytest.raises(SnapshotError, match="returns_matrix.parquet was made from snapshot"):
+        stages.run_select(work / "alpha", tmp_path / "other_snap", PARAMS)
+
+
+def test_parts_stored_as_directories_of_fragments_are_hashed_per_file(work, tmp_path):
+    """The lakehouse layout may store a table as a directory of fragments: it just works."""
+    lake = tmp_path / "lake"
+    shutil.copytree(work / "lakehouse", lake)
+    table = pq.read_table(lake / FEATURES).to_pandas()
+    (lake / FEATURES).unlink()
+    (lake / FEATURES).mkdir()
+    months = pd.to_datetime(table["timestamp"], unit="ms").dt.strftime("%Y-%m")
+    for month in ("2025-01", "2025-02"):
+        table[months == month].to_parquet(lake / FEATURES / f"{month}.parquet", index=False)
+    table[~months.isin(["2025-01", "2025-02"])].to_parquet(lake / FEATURES / "rest.parquet", index=False)
+    snap = take_snapshot(lake, tmp_path / "snap", AS_OF)
+    frags = sorted(f for f in snap.manifest["content"] if f.startswith(FEATURES + "/"))
+    assert frags == [f"{FEATURES}/2025-01.parquet", f"{FEATURES}/2025-02.parquet", f"{FEATURES}/rest.parquet"]
+    assert snap.manifest["features"]["rows"] == len(table)
+    assert len(load_snapshot(tmp_path / "snap").features()) == len(table)
+    one = tmp_path / "snap" / FEATURES / "2025-02.parquet"
+    part = pd.read_parquet(one)
+    part.loc[0, "recommend_all"] = 0.5
+    rewrite(one, part)
+    with pytest.raises(SnapshotError, match="2025-02.parquet: sha256 differs"):
+        load_snapshot(tmp_path / "snap", verify=()).features()
+    assert PARTS["features"] == FEATURES
