@@ -15,7 +15,7 @@ from quantlake.alpha.optimize import optimize_weights
 from quantlake.alpha.returns import returns_matrix, traded_value_matrix
 from quantlake.alpha.selection import select_assets
 from quantlake.alpha.synthesis import SynthesisParams, synthesize
-from quantlake.alpha._params import ParamsError
+from quantlake.params_base import ParamsError
 from quantlake.contracts import DAY_MS, ContractError
 from test_backtest import DATES, market, params
 
@@ -195,7 +195,7 @@ def test_the_recipe_optimizes_on_observed_days_not_zero_padded_ones():
     atoms = synthesize(returns, symbols, SynthesisParams())
     clusters = pd.Series([0, 1, 2], index=symbols)
     start = returns.index[0]
-    weights, _ = optimize_atoms(atoms, clusters, start, t, OptimizationParams(method="hrp"))
+    weights, _ = optimize_atoms(atoms, clusters, start, t, OptimizationParams(method="hrp", max_weight=1.0, max_cluster_weight=1.0))
     window = atoms.returns.loc[start:t]
     assert window.isna().any().any()
     expected = optimize_weights(window, "hrp", clusters=atoms.symbol_of.map(clusters))
