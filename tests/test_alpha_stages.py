@@ -176,11 +176,12 @@ def test_returns_matrix_matches_the_snapshot_bars(alpha_run):
 
 def test_every_output_carries_snapshot_and_run_ids_and_metrics_recompute_from_equity(alpha_run):
     root, snap = alpha_run
-    metrics = read_json(root / "backtest/metrics.json")
-    for doc in (metrics["run"], read_json(root / "alpha/selection.json"), read_json(root / "alpha/portfolio.json"), read_json(root / "alpha/atoms/atoms.json")):
+    metrics = read_json(root / "backtest/performance.json")
+    run = read_json(root / "backtest/provenance.json")
+    for doc in (run, read_json(root / "alpha/selection.json"), read_json(root / "alpha/portfolio.json"), read_json(root / "alpha/atoms/atoms.json")):
         assert doc["snapshot_id"] == snap.snapshot_id and len(doc["run_id"]) == 64
     assert stages.read_provenance(root / "alpha" / stages.RETURNS)["snapshot_id"] == snap.snapshot_id
-    assert metrics["run"]["run_id"] == read_json(root / "alpha/portfolio.json")["run_id"]  # same params, same run
+    assert run["run_id"] == read_json(root / "alpha/portfolio.json")["run_id"]  # same params, same run
     equity = pd.read_csv(root / "backtest/equity.csv", index_col="date", parse_dates=True)
     assert list(equity.columns) == ["strategy", "equal_weight", "benchmark"] and (equity.iloc[0] == 1.0).all()
     for curve in equity.columns:

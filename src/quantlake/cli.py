@@ -208,9 +208,8 @@ def cmd_optimize(args) -> int:
 def cmd_backtest(args) -> int:
     stages = _alpha("backtest")
     metrics = stages.run_backtest(Path(args.alpha), Path(args.snapshot), Path(args.out), load_params(args.params))
-    for name in ("strategy", "equal_weight", "benchmark"):
-        m = metrics[name]
-        _say(f"backtest {name:>12}: CAGR {m['cagr']}, Sharpe {m['sharpe']}, max drawdown {m['max_drawdown']}")
+    for line in stages.backtest_summary(metrics, Path(args.out)):
+        _say(line)
     return 0
 
 
