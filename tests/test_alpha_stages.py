@@ -192,6 +192,26 @@ def test_every_output_carries_snapshot_and_run_ids_and_metrics_recompute_from_eq
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
 
 
+def test_metrics_json_is_the_headline_set_without_ids_and_provenance_has_the_ids(alpha_run):
+    from quantlake.alpha.tearsheet_figures import HEADLINE
+
+    root, snap = alpha_run
+    text = (root / "backtest/metrics.json").read_text()
+    metrics = json.loads(text)
+    assert list(metrics) == [key for key, _, _ in HEADLINE]  # in this order: `dvc exp show` keeps it
+    assert all(isinstance(v, float) for v in metrics.values())  # figures only: no id, date or method string
+    assert snap.snapshot_id not in text and not any(isinstance(v, str) for v in metrics.values())
+    full = read_json(root / "backtest/performance.json")
+    assert metrics["sharpe"] == full["strategy"]["sharpe"] and metrics["ew_max_dd"] == full["equal_weight"]["max_drawdown"]
+    run = read_json(root / "backtest/provenance.json")
+    assert set(run) >= {"snapshot_id", "run_id", "params_sha256", "code_version", "as_of", "method"}
+    assert len(run["params_sha256"]) == 64 and run["method"] == PARAMS["optimization"]["method"]
+    html = (root / "backtest/tearsheet.html").read_text()
+    assert run["run_id"] in html and "<script" not in html
+    holdings = pd.read_csv(root / "backtest/holdings.csv")
+    assert list(holdings.columns) == ["date", "rank", "symbol", "weight"] and holdings["date"].str.fullmatch(r"\d{4}-\d{2}-\d{2}").all()
+
+
 def test_same_snapshot_and_params_give_byte_identical_outputs(alpha_run, tmp_path):
     root, _ = alpha_run
     alpha = tmp_path / "alpha"

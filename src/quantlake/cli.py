@@ -240,7 +240,16 @@ def cmd_advance(args) -> int:
         return 0
     cmd = ["dvc", "repro", *args.stages]
     _say("advance: " + " ".join(cmd))
-    return subprocess.call(cmd)
+    code = subprocess.call(cmd)
+    return code or cmd_digest(argparse.Namespace(against=None, no_save=False))
+
+
+def cmd_digest(args) -> int:
+    from .digest import run_digest
+
+    for line in run_digest(Path("."), against=args.against, save=not args.no_save):
+        print(line, flush=True)
+    return 0
 
 
 # --------------------------------------------------------------------------- entry point
@@ -320,6 +329,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--allow-backwards", action="store_true")
     s.add_argument("stages", nargs="*", default=["report"], help="stages to reproduce (default: the Data Cycle up to its report)")
     s.set_defaults(func=cmd_advance)
+
+    s = sub.add_parser("digest", help="what changed since the previous version: listings, statuses, quarantine, repairs, trades")
+    s.add_argument("--against", metavar="REV", help="compare with this git revision (default: the previous digest, else HEAD)")
+    s.add_argument("--no-save", action="store_true", help="do not record this version as the next digest's baseline")
+    s.set_defaults(func=cmd_digest)
     return p
 
 

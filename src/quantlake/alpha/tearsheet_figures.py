@@ -161,11 +161,15 @@ def top_holdings(weights: pd.DataFrame, top: int = TOP_HOLDINGS) -> pd.DataFrame
 
 
 def holdings_long(holdings: pd.DataFrame) -> pd.DataFrame:
-    """`top_holdings` as long rows (date, symbol, weight), in column order then date: the plot's CSV."""
+    """`top_holdings` as long rows (date, rank, symbol, weight), by rank then date: the plot's CSV.
+
+    `rank` is the column's place (0 = the largest average holding, "other" last): the stacking order.
+    """
     if holdings.empty:
-        return pd.DataFrame(columns=["date", "symbol", "weight"])
+        return pd.DataFrame(columns=["date", "rank", "symbol", "weight"])
     long = holdings.rename_axis("date").reset_index().melt(id_vars="date", var_name="symbol", value_name="weight")
-    return long.loc[:, ["date", "symbol", "weight"]]
+    long["rank"] = long["symbol"].map({name: k for k, name in enumerate(holdings.columns)})
+    return long.loc[:, ["date", "rank", "symbol", "weight"]]
 
 
 def format_value(value, kind: str) -> str:
