@@ -17,10 +17,12 @@ The diff functions are pure (dicts in, dicts out); `run_digest` is the IO around
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Callable
 
+from .contracts import ContractError
 from .storage import atomic_write_json, read_json
 
 DIGEST_DIR = Path(".quantlake/digest")
@@ -29,7 +31,11 @@ CANDIDATES = Path("data/export/candidates.json")
 PORTFOLIO = Path("artifacts/alpha/portfolio.json")
 REPORT = Path("artifacts/reports/data_audit.html")
 TEARSHEETS = (Path("artifacts/backtest/tearsheet.png"), Path("artifacts/backtest/tearsheet.html"))
-DELISTED, HALTED, TRADING = "BREAK", "HALT", "TRADING"
+DELISTED, HALTED = "BREAK", "HALT"  # the exchange's status of a pair that no longer trades
+# a symbol new to the catalog is a new listing when the exchange listed it at most this many days
+# before as_of (the scanners admit a pair min_listing_days = 30 days after its listing); an
+# older pair that entered the candidates (e.g. climbed into the top N) is reported apart
+NEW_LISTING_DAYS = 60
 MIN_TRADE = 1e-6  # weight changes below this are rounding, not trades
 SHOW = 12  # at most this many lines per list; the rest is counted
 
@@ -39,12 +45,15 @@ SHOW = 12  # at most this many lines per list; the rest is counted
 
 def digest_input(catalog: dict, candidates: dict | None = None, portfolio: dict | None = None) -> dict:
     """The record of one version that a digest compares."""
-    exchange = {c["symbol"]: (c.get("metrics") or {}).get("status") for c in (candidates or {}).get("candidates", [])}
+    rows = (candidates or {}).get("candidates", [])
+    exchange = {c["symbol"]: (c.get("metrics") or {}).get("status") for c in rows}
+    listed = {c["symbol"]: (c.get("metrics") or {}).get("listed_on") for c in rows}
     symbols = {}
     for sym, e in sorted((catalog.get("symbols") or {}).items()):
         symbols[sym] = {
             "status": e.get("status"),
             "exchange_status": exchange.get(sym),
+            "listed_on": listed.get(sym),
             "rows": int(e.get("rows") or 0),
             "start": e.get("start_date"),
             "end": e.get("end_date"),
@@ -52,8 +61,8 @@ def digest_input(catalog: dict, candidates: dict | None = None, portfolio: dict 
             "repaired_days": int(e.get("repaired_days") or 0),
         }
     for sym in sorted(set(exchange) - set(symbols)):  # a candidate without staged data
-        symbols[sym] = {"status": None, "exchange_status": exchange[sym], "rows": 0, "start": None, "end": None,
-                        "quarantined": 0, "repaired_days": 0}
+        symbols[sym] = {"status": None, "exchange_status": exchange[sym], "listed_on": listed.get(sym), "rows": 0,
+                        "start": None, "end": None, "quarantined": 0, "repaired_days": 0}
     doc = {"as_of": catalog.get("as_of"), "symbols": symbols}
     if portfolio:
         doc["portfolio"] = {
@@ -70,21 +79,29 @@ def compare(previous: dict | None, current: dict) -> dict:
     cur_symbols = current.get("symbols") or {}
     out: dict = {"as_of": current.get("as_of"), "previous_as_of": (previous or {}).get("as_of")}
     new = sorted(s for s in cur_symbols if s not in prev_symbols) if previous else []
-    out["new_listings"] = [{"symbol": s, "start": cur_symbols[s]["start"]} for s in new]
+    # a new listing (listed at most NEW_LISTING_DAYS before as_of), or an older pair that entered the candidates
+    recent = (dt.date.fromisoformat(current["as_of"]) - dt.timedelta(days=NEW_LISTING_DAYS)).isoformat() if current.get("as_of") else ""
+    fresh = [s for s in new if (cur_symbols[s].get("listed_on") or cur_symbols[s].get("start") or "") >= recent]
+    out["new_listings"] = [{"symbol": s, "start": cur_symbols[s]["start"], "listed_on": cur_symbols[s].get("listed_on")} for s in fresh]
+    out["joined"] = [{"symbol": s, "start": cur_symbols[s]["start"]} for s in new if s not in fresh]
     out["gone"] = sorted(s for s in prev_symbols if s not in cur_symbols)
-    exchange, status = [], []
+    exchange, status, left = [], [], []
     for sym, cur in cur_symbols.items():
         before = prev_symbols.get(sym)
-        if before is None:
-            if cur.get("exchange_status") in (DELISTED, HALTED) and previous:
+        if before is None:  # a new symbol, or no previous version: say which ones are not trading
+            if cur.get("exchange_status") in (DELISTED, HALTED):
                 exchange.append({"symbol": sym, "from": None, "to": cur["exchange_status"]})
             continue
-        if before.get("exchange_status") != cur.get("exchange_status"):
-            exchange.append({"symbol": sym, "from": before.get("exchange_status"), "to": cur.get("exchange_status")})
+        was, now = before.get("exchange_status"), cur.get("exchange_status")
+        if was is not None and now is None:
+            left.append(sym)  # no longer among the scanners' candidates (e.g. fell out of the top N)
+        elif was != now:
+            exchange.append({"symbol": sym, "from": was, "to": now})
         if before.get("status") != cur.get("status"):
             status.append({"symbol": sym, "from": before.get("status"), "to": cur.get("status")})
-    out["exchange_changes"] = exchange
-    out["status_changes"] = status
+    out["exchange_changes"] = sorted(exchange, key=lambda x: x["symbol"])
+    out["left_candidates"] = sorted(left)
+    out["status_changes"] = sorted(status, key=lambda x: x["symbol"])
     out["quarantined"] = _increases(prev_symbols, cur_symbols, "quarantined", bool(previous))
     out["repaired"] = _increases(prev_symbols, cur_symbols, "repaired_days", bool(previous))
     out["rows_added"] = sum(max(c["rows"] - (prev_symbols.get(s) or {}).get("rows", 0), 0) for s, c in cur_symbols.items())
@@ -124,12 +141,16 @@ def render(diff: dict, current: dict, paths: dict[str, bool] | None = None) -> l
     head = f"digest: lakehouse as of {diff['as_of']}"
     head += f", compared with {diff['previous_as_of']}" if diff["previous_as_of"] else " (no previous version to compare with)"
     lines = [head, "  symbols: " + ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())) + f"; {diff['rows_added']:,} new bars"]
-    lines += _section("new listings", [f"{x['symbol']} (from {x['start']})" for x in diff["new_listings"]])
-    moves = [f"{x['symbol']} {x['from'] or 'new'} -> {x['to']}" for x in diff["exchange_changes"]]
+    lines += _section("new listings", [f"{x['symbol']} (listed {x['listed_on']}, data from {x['start']})" for x in diff["new_listings"]])
+    if diff["joined"]:
+        lines += _section("new in the candidates", [f"{x['symbol']} (data from {x['start']})" for x in diff["joined"]])
+    moves = [f"{x['symbol']} {x['from']} -> {x['to']}" if x["from"] else f"{x['symbol']} {x['to']}" for x in diff["exchange_changes"]]
     lines += _section("delistings and halts (exchange status)", moves)
-    lines += _section("status changes", [f"{x['symbol']} {x['from'] or 'new'} -> {x['to']}" for x in diff["status_changes"]])
+    lines += _section("status changes", [f"{x['symbol']} {x['from'] or 'no data'} -> {x['to'] or 'no data'}" for x in diff["status_changes"]])
     lines += _section("bars quarantined", [f"{x['symbol']} +{x['added']}" for x in diff["quarantined"]])
     lines += _section("repaired days", [f"{x['symbol']} +{x['added']}" for x in diff["repaired"]])
+    if diff["left_candidates"]:
+        lines += _section("no longer among the candidates (still in the catalog)", diff["left_candidates"])
     if diff["gone"]:
         lines += _section("no longer in the catalog", diff["gone"])
     lines += _portfolio_lines(diff.get("portfolio"), diff["as_of"])
@@ -152,7 +173,7 @@ def _portfolio_lines(p: dict | None, as_of: str | None) -> list[str]:
     lines.append(f"  trades vs {p['previous_as_of']}: turnover {p['turnover']:.1%}")
     for t in p["trades"][:SHOW]:
         side = "buy " if t["trade"] > 0 else "sell"
-        lines.append(f"    {side} {t['symbol']:<20} {t['trade']:+.1%}  ({t['from']:.1%} -> {t['to']:.1%})")
+        lines.append(f"    {side} {t['symbol']:<20} {t['trade']:>+7.1%}  ({t['from']:.1%} -> {t['to']:.1%})")
     if len(p["trades"]) > SHOW:
         lines.append(f"    ... and {len(p['trades']) - SHOW} smaller trades")
     return lines
@@ -181,8 +202,6 @@ def read_current(root: Path) -> dict:
     """This version's digest input, from the workspace."""
     catalog_path = root / CATALOG
     if not catalog_path.exists():
-        from .contracts import ContractError
-
         raise ContractError(f"{catalog_path}: no lakehouse catalog yet; run `dvc repro` first")
     return digest_input(read_json(catalog_path), _maybe(root / CANDIDATES), _maybe(root / PORTFOLIO))
 
@@ -210,19 +229,20 @@ def read_revision(root: Path, rev: str, reader: Callable[[str, str], str] | None
     return digest_input(catalog, extra["candidates"], extra["portfolio"])
 
 
-def run_digest(root: Path, against: str | None = None, save: bool = True) -> list[str]:
-    """Compare the workspace with the previous version, save this version's input, return the lines."""
+def run_digest(root: Path, against: str | None = None, save: bool = True, reader: Callable[[str, str], str] | None = None) -> list[str]:
+    """Compare the workspace with the previous version, save this version's input, return the lines.
+
+    `reader(path, rev)` reads a file of a git revision (default: through `dvc.api.read`).
+    """
     current = read_current(root)
     if against:
-        previous = read_revision(root, against)
+        previous = read_revision(root, against, reader)
         if previous is None:
-            from .contracts import ContractError
-
             raise ContractError(f"--against {against}: no lakehouse catalog readable at that revision")
     else:
         previous = saved_before(root, current["as_of"])
         if previous is None:
-            head = read_revision(root, "HEAD")
+            head = read_revision(root, "HEAD", reader)
             previous = head if head and (head.get("as_of") or "") < (current["as_of"] or "") else None
     paths = {f"data report: {REPORT}": (root / REPORT).exists()}
     paths.update({f"tear sheet: {p}": (root / p).exists() for p in TEARSHEETS})
