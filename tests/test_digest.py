@@ -213,3 +213,23 @@ def test_digest_command_reads_the_previous_version_through_git_and_dvc(tmp_path,
     assert main(["digest"]) == 0  # no saved input: HEAD (an earlier as_of) is the previous version
     assert "compared with 2026-11-20" in capsys.readouterr().out
     assert (repo / DIGEST_DIR / "2026-11-21.json").exists()
+
+
+def test_advance_ends_with_the_digest_unless_the_repro_fails(tmp_path, monkeypatch, capsys):
+    import quantlake.cli as cli
+
+    (tmp_path / "params.yaml").write_text("data:\n  source: sim\n  as_of: '2026-11-20'\n")
+    write_version(tmp_path, catalog("2026-11-20", BTC=entry()), candidates(BTC="TRADING"), portfolio("2026-11-20", BTC=1.0))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("QUANTLAKE_NOW", "2026-11-26T12:00:00Z")
+    monkeypatch.setattr("quantlake.digest._dvc_reader", lambda root: no_revision)  # no git here
+    calls = []
+    monkeypatch.setattr(cli.subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    assert main(["advance", "--as-of", "2026-11-21"]) == 0
+    assert calls == [["dvc", "repro", "report"]]
+    assert capsys.readouterr().out.startswith("digest: lakehouse as of 2026-11-20")
+    monkeypatch.setattr(cli.subprocess, "call", lambda cmd: 1)
+    assert main(["advance", "--as-of", "2026-11-22"]) == 1
+    assert "digest:" not in capsys.readouterr().out
+    assert main(["advance", "--as-of", "2026-11-23", "--no-repro"]) == 0
+    assert "digest:" not in capsys.readouterr().out

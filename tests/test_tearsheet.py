@@ -183,3 +183,15 @@ def test_html_is_self_contained_and_deterministic(figures):
     for heading in ("Performance", "Worst drawdowns", "Monthly returns", "Yearly returns"):
         assert heading in text
     assert text.count("<tr>") >= len(TABLE_ROWS) + 5 + 2
+
+
+def test_backtest_stage_summary_reads_well_and_ends_with_where_to_look(figures):
+    from pathlib import Path
+
+    from quantlake.alpha.stages import backtest_summary
+
+    lines = backtest_summary(figures.metrics, Path("artifacts/backtest"))
+    assert len(lines) == 4 and lines[0].startswith("backtest     strategy: CAGR ")
+    assert re.fullmatch(r"backtest +strategy: CAGR -?\d+\.\d%, Sharpe -?\d+\.\d\d, max drawdown -\d+\.\d%, turnover \d+\.\d%/rebalance", lines[0])
+    assert lines[-1] == ("backtest: tear sheet artifacts/backtest/tearsheet.png (and artifacts/backtest/tearsheet.html); "
+                         "data report artifacts/reports/data_audit.html")

@@ -23,7 +23,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 from matplotlib.gridspec import GridSpec  # noqa: E402
 
-from .tearsheet_figures import OTHER, TearsheetFigures, format_value, table_rows  # noqa: E402
+from .tearsheet_figures import DRAWDOWN_HEADER, OTHER, TearsheetFigures, drawdown_rows, format_value, table_rows  # noqa: E402
 
 CURVE_COLOURS = {"strategy": "#1f77b4", "equal_weight": "#ff7f0e", "benchmark": "#7f7f7f"}
 OTHER_COLOUR = "#c7c7c7"
@@ -86,36 +86,27 @@ def render_tearsheet(figures: TearsheetFigures, title: str) -> bytes:
 
 def _metrics_table(ax, figures: TearsheetFigures) -> None:
     curves = list(figures.equity.columns)
-    ax.axis("off")
-    ax.set_title("Performance (net of costs)", loc="left")
-    table = ax.table(cellText=table_rows(figures.metrics, curves), colLabels=["", *curves], loc="upper left",
-                     cellLoc="right", colLoc="right", colWidths=[0.34] + [0.22] * len(curves))
-    table.auto_set_font_size(False)
-    table.set_fontsize(8)
-    table.scale(1, 1.12)
-    for (row, col), cell in table.get_celld().items():
-        cell.set_edgecolor("#dddddd")
-        if col == 0:
-            cell.set_text_props(ha="left")
-            cell._loc = "left"
-        if row == 0:
-            cell.set_text_props(fontweight="bold")
+    _table(ax, "Performance (net of costs)", ["", *curves], table_rows(figures.metrics, curves),
+           [0.34] + [0.22] * len(curves), 1.12, first_left=True)
 
 
 def _drawdown_table(ax, figures: TearsheetFigures) -> None:
+    rows = drawdown_rows(figures.worst_drawdowns) or [["none", "", "", "", ""]]
+    _table(ax, "Worst drawdowns (strategy)", list(DRAWDOWN_HEADER), rows, [0.15, 0.24, 0.24, 0.24, 0.12], 1.3)
+
+
+def _table(ax, title: str, header: list, rows: list, widths: list, row_scale: float, first_left: bool = False) -> None:
     ax.axis("off")
-    ax.set_title("Worst drawdowns (strategy)", loc="left")
-    rows = [
-        [format_value(p["depth"], "pct"), p["peak"] or "-", p["trough"], p["recovered"] or "not yet", str(p["days"])]
-        for p in figures.worst_drawdowns
-    ] or [["none", "", "", "", ""]]
-    table = ax.table(cellText=rows, colLabels=["depth", "peak", "trough", "recovered", "days"], loc="upper left",
-                     cellLoc="right", colLoc="right", colWidths=[0.15, 0.24, 0.24, 0.24, 0.12])
+    ax.set_title(title, loc="left")
+    table = ax.table(cellText=rows, colLabels=header, loc="upper left", cellLoc="right", colLoc="right", colWidths=widths)
     table.auto_set_font_size(False)
     table.set_fontsize(8)
-    table.scale(1, 1.3)
-    for (row, _), cell in table.get_celld().items():
+    table.scale(1, row_scale)
+    for (row, col), cell in table.get_celld().items():
         cell.set_edgecolor("#dddddd")
+        if first_left and col == 0:
+            cell.set_text_props(ha="left")
+            cell._loc = "left"
         if row == 0:
             cell.set_text_props(fontweight="bold")
 

@@ -190,6 +190,15 @@ def table_rows(metrics: dict, curves: list[str]) -> list[list[str]]:
     return [[label, *(format_value((metrics.get(c) or {}).get(key), kind) for c in curves)] for label, key, kind in TABLE_ROWS]
 
 
+DRAWDOWN_HEADER = ("depth", "peak", "trough", "recovered", "days")
+
+
+def drawdown_rows(periods: list[dict]) -> list[list[str]]:
+    """The worst drawdowns as text rows under DRAWDOWN_HEADER ("days" = calendar days under water)."""
+    return [[format_value(p["depth"], "pct"), p["peak"] or "-", p["trough"], p["recovered"] or "not yet", str(p["days"])]
+            for p in periods]
+
+
 def summary_line(name: str, figures: dict) -> str:
     """`strategy: CAGR 39.8%, Sharpe 1.46, max drawdown -33.5%, turnover 65.1%/rebalance`."""
     parts = [

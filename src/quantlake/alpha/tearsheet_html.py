@@ -12,7 +12,7 @@ import math
 
 import pandas as pd
 
-from .tearsheet_figures import TearsheetFigures, format_value, table_rows
+from .tearsheet_figures import DRAWDOWN_HEADER, TearsheetFigures, drawdown_rows, format_value, table_rows
 from .tearsheet import MONTHS
 
 _STYLE = """
@@ -36,11 +36,7 @@ def render_html(figures: TearsheetFigures, title: str, png: bytes, provenance: d
         "<h2>Performance (net of costs)</h2>",
         _table(["", *curves], table_rows(figures.metrics, curves)),
         "<h2>Worst drawdowns (strategy)</h2>",
-        _table(
-            ["depth", "peak", "trough", "recovered", "days under water"],
-            [[format_value(p["depth"], "pct"), p["peak"] or "-", p["trough"], p["recovered"] or "not yet", str(p["days"])]
-             for p in figures.worst_drawdowns],
-        ),
+        _table(list(DRAWDOWN_HEADER), drawdown_rows(figures.worst_drawdowns)),
         "<h2>Monthly returns (strategy)</h2>",
         _monthly(figures.monthly),
         "<h2>Yearly returns</h2>",
@@ -56,8 +52,14 @@ def render_html(figures: TearsheetFigures, title: str, png: bytes, provenance: d
 
 def _table(header: list, rows: list[list[str]]) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    body = "".join("<tr>" + "".join(_cell(c) for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _cell(text: str) -> str:
+    if text.startswith(" "):  # an indented row label (the max drawdown's dates)
+        return f'<td style="padding-left:24px">{_e(text.strip())}</td>'
+    return f"<td>{_e(text)}</td>"
 
 
 def _monthly(monthly: pd.DataFrame) -> str:
