@@ -31,13 +31,18 @@ def dvc_yaml() -> dict:
     return yaml.safe_load((ROOT / "dvc.yaml").read_text())
 
 
-def top_level_plots() -> dict:
-    """{plot id: definition} of dvc.yaml's top-level plots (a bare path has an empty definition)."""
+def entries(items) -> dict:
+    """{path: options} of an `outs`/`metrics`/`plots` list (a bare path has no options)."""
     out = {}
-    for item in dvc_yaml()["plots"]:
-        (name, spec), = (item.items() if isinstance(item, dict) else [(item, {})])
-        out[name] = spec or {}
+    for item in items or []:
+        (path, opts), = (item.items() if isinstance(item, dict) else [(item, {})])
+        out[path] = opts or {}
     return out
+
+
+def charts() -> dict:
+    """The backtest stage's plots: {csv path: options (template, x, ...)}."""
+    return entries(dvc_yaml()["stages"]["backtest"]["plots"])
 
 
 def template(name: str) -> dict:
@@ -48,39 +53,44 @@ def encodings(spec: dict) -> dict:
     return spec.get("encoding") or spec["spec"]["encoding"]
 
 
-def test_every_chart_has_a_date_axis_and_y_fields_the_backtest_writes():
-    plots = top_level_plots()
-    charts = {k: v for k, v in plots.items() if v}
-    assert set(charts) == {"equity", "drawdown", "holdings"}
-    for name, spec in charts.items():
-        assert spec["x"] == "date", name
+def test_every_chart_has_a_date_axis_and_fields_the_backtest_writes():
+    plots = charts()
+    assert set(plots) == set(CSV_COLUMNS)
+    for path, spec in plots.items():
+        assert spec["cache"] is False and spec["x"] == "date", path  # git keeps the plot data: diff per revision
         t = template(spec["template"])
-        assert encodings(t)["x"]["type"] == "temporal", name  # DVC's default template reads dates as numbers
-        assert encodings(t)["x"]["field"] == "<DVC_METRIC_X>"
-        assert "<DVC_METRIC_DATA>" in json.dumps(t)
-        for path, fields in spec["y"].items():
-            fields = [fields] if isinstance(fields, str) else fields
-            assert set(fields) <= set(CSV_COLUMNS[path]), (name, path)
-            assert path.split("/")[-1] in BACKTEST_FILES
-    assert template("dated_log")["encoding"]["y"]["scale"]["type"] == "log"
+        enc = encodings(t)
+        assert enc["x"] == {**enc["x"], "field": "<DVC_METRIC_X>", "type": "temporal"}, path  # not DVC's number axis
+        assert "<DVC_METRIC_DATA>" in json.dumps(t) and "<DVC_METRIC_TITLE>" in json.dumps(t)
+        fold = next((step["fold"] for step in t.get("transform", []) if "fold" in step), None)
+        fields = fold or [spec["y"]]
+        assert set(fields) <= set(CSV_COLUMNS[path]), path
+        assert path.split("/")[-1] in BACKTEST_FILES
+    for name in ("equity", "drawdown"):  # one line per curve, coloured as in the tear sheet
+        t = template(name)
+        assert next(step["fold"] for step in t["transform"] if "fold" in step) == list(CURVES)
+        assert encodings(t)["color"]["scale"]["domain"] == list(CURVES)
+        assert encodings(t)["strokeDash"]["field"] == "rev"
+    assert template("equity")["encoding"]["y"]["scale"]["type"] == "log"
+    assert "type" not in template("drawdown")["encoding"]["y"]["scale"]
 
 
-def test_plot_files_are_plain_outputs_and_the_tear_sheet_is_an_image_plot():
-    plots = top_level_plots()
-    assert "artifacts/backtest/tearsheet.png" in plots and plots["artifacts/backtest/tearsheet.png"] == {}
+def test_the_tear_sheet_is_an_image_plot_and_no_chart_is_declared_twice():
+    top = entries(dvc_yaml()["plots"])
+    assert top == {"artifacts/backtest/tearsheet.png": {}}  # a top-level twin of a stage plot would draw it twice
     backtest = dvc_yaml()["stages"]["backtest"]
-    assert "plots" not in backtest  # a stage-level plot would add a second, default-template chart
-    outs = {}
-    for item in backtest["outs"]:
-        path, opts = next(iter(item.items())) if isinstance(item, dict) else (item, {})
-        outs[path] = opts
-    for path in CSV_COLUMNS:
-        assert outs[path] == {"cache": False}, path  # git keeps the plot data (dvc plots diff reads it per revision)
+    outs = entries(backtest["outs"])
     assert "artifacts/backtest/tearsheet.png" in outs
-    assert [next(iter(m)) for m in backtest["metrics"]] == ["artifacts/backtest/metrics.json"]
+    assert list(entries(backtest["metrics"])) == ["artifacts/backtest/metrics.json"]
     assert "metrics" not in dvc_yaml()  # the data-audit counts are not experiment metrics
-    declared = set(outs) | {next(iter(m)) for m in backtest["metrics"]}
+    declared = set(outs) | set(entries(backtest["metrics"])) | set(charts())
     assert {f"artifacts/backtest/{name}" for name in BACKTEST_FILES} == declared
+
+
+def test_no_stage_loses_its_run_cache_record():
+    """DVC (3.67) keeps no run-cache record for a stage with a `cache: false` out that is not a metric or a plot."""
+    for name, stage in dvc_yaml()["stages"].items():
+        assert all(opts.get("cache", True) for opts in entries(stage.get("outs")).values()), name
 
 
 def test_holdings_template_uses_the_tear_sheets_colours_with_other_last_in_grey():
@@ -113,7 +123,8 @@ def test_dvc_renders_dated_specs_and_diffs_two_revisions(tmp_path):
     git(["init", "-q", "-b", "main"], repo, env)
     dvc(["init", "-q"], repo, env)
     shutil.copytree(PLOTS_DIR, repo / ".dvc" / "plots")
-    (repo / "dvc.yaml").write_text(yaml.safe_dump({"plots": dvc_yaml()["plots"]}, sort_keys=False))
+    stage = {"cmd": "true", "plots": dvc_yaml()["stages"]["backtest"]["plots"]}
+    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"backtest": stage}, "plots": dvc_yaml()["plots"]}, sort_keys=False))
     out = repo / "artifacts" / "backtest"
     out.mkdir(parents=True)
     days = pd.date_range("2024-01-01", periods=40, freq="D", name="date")
@@ -134,23 +145,24 @@ def test_dvc_renders_dated_specs_and_diffs_two_revisions(tmp_path):
     git(["commit", "-qam", "two"], repo, env)
 
     shown = json.loads(dvc(["plots", "show", "--json"], repo, env).stdout)["data"]
-    assert set(shown) == {"equity", "drawdown", "holdings", "artifacts/backtest/tearsheet.png"}
+    assert set(shown) == {*CSV_COLUMNS, "artifacts/backtest/tearsheet.png"}  # one chart per file, no twin
     assert shown["artifacts/backtest/tearsheet.png"][0]["type"] == "image"
-    for name in ("equity", "drawdown", "holdings"):
+    for name in CSV_COLUMNS:
         spec = shown[name][0]["content"]
         assert encodings(spec)["x"] == {**encodings(spec)["x"], "field": "date", "type": "temporal"}, name
         assert not ANCHOR.search(json.dumps(spec)), name  # every anchor filled
         rows = spec["data"]["values"]
         assert rows and all(re.fullmatch(r"\d{4}-\d{2}-\d{2}", r["date"]) for r in rows)
-    assert {r["field"] for r in shown["equity"][0]["content"]["data"]["values"]} == set(CURVES)
+        assert set(CSV_COLUMNS[name]) <= set(rows[0]), name  # every column reaches the template
+    assert shown["artifacts/backtest/equity.csv"][0]["content"]["title"] == "Walk-forward equity (net of costs, log scale)"
 
     diff = json.loads(dvc(["plots", "diff", "HEAD~1", "HEAD", "--json"], repo, env).stdout)["data"]
-    equity = diff["equity"][0]
+    equity = diff["artifacts/backtest/equity.csv"][0]
     assert equity["revisions"] == ["HEAD~1", "HEAD"]
-    last = {(r["rev"], r["field"]): float(r["dvc_inferred_y_value"]) for r in equity["content"]["data"]["values"] if r["date"] == "2024-02-09"}
-    assert last[("HEAD~1", "strategy")] == pytest.approx(1.39) and last[("HEAD", "strategy")] == pytest.approx(1.78)
+    last = {r["rev"]: float(r["strategy"]) for r in equity["content"]["data"]["values"] if r["date"] == "2024-02-09"}
+    assert last["HEAD~1"] == pytest.approx(1.39) and last["HEAD"] == pytest.approx(1.78)
     assert [p["revisions"] for p in diff["artifacts/backtest/tearsheet.png"]] == [["HEAD~1"], ["HEAD"]]
-    holdings = diff["holdings"][0]["content"]["data"]["values"]
+    holdings = diff["artifacts/backtest/holdings.csv"][0]["content"]["data"]["values"]
     assert {r["rev"] for r in holdings} == {"HEAD~1", "HEAD"} and {r["symbol"] for r in holdings} == {"AUSDT", "BUSDT"}
 
 

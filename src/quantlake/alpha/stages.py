@@ -42,14 +42,14 @@ TRADED_VALUE = "traded_value.parquet"
 SELECTION = "selection.json"
 ATOMS = "atoms"
 PORTFOLIO = "portfolio.json"
-# artifacts/backtest/: what each file is (dvc.yaml declares them; git keeps the small ones)
+# artifacts/backtest/: what each file is (dvc.yaml declares them; git keeps metrics.json and the plot CSVs)
 BACKTEST_FILES = {
     "metrics.json": "DVC metrics: the headline figures, flat (tearsheet_figures.HEADLINE)",
     "performance.json": "every figure of every curve (the tear sheet's table)",
     "provenance.json": "snapshot_id, run_id, params hash, code version, as_of, method",
     "equity.csv": "DVC plot: date x curves, from 1.0",
     "drawdown.csv": "DVC plot: date x curves, E / peak - 1",
-    "holdings.csv": "DVC plot: date, symbol, weight: top holdings and other at each rebalance",
+    "holdings.csv": "DVC plot: date, rank, symbol, weight: top holdings and other at each rebalance",
     "weights.csv": "date, symbol, weight: every weight at each rebalance",
     "windows.csv": "one row per rebalance",
     "tearsheet.png": "the tear sheet (DVC image plot)",

@@ -160,7 +160,7 @@ def _monthly(ax, monthly: pd.DataFrame) -> None:
     ax.imshow(np.ma.masked_invalid(values), cmap="RdYlGn", norm=TwoSlopeNorm(0.0, -bound, bound), aspect="auto")
     for (i, j), v in np.ndenumerate(values):
         if np.isfinite(v):
-            ax.text(j, i, f"{v:.0%}", ha="center", va="center", fontsize=7)
+            ax.text(j, i, f"{v:.0%}", ha="center", va="center", fontsize=7, color="white" if abs(v) > 0.7 * bound else "black")
     ax.set_xticks(range(12), MONTHS)
     ax.set_yticks(range(len(monthly.index)), [str(y) for y in monthly.index])
     ax.set_title("Monthly returns (strategy)", loc="left")
