@@ -1,6 +1,6 @@
 # The daily routine of a quantlake repository. Every target is a thin wrapper over
 # `quantlake` / `dvc` commands that you can also run by hand (docs/operations.md).
-.PHONY: help install test repro flow-data flow-production data-repair data-audit reproduce bench
+.PHONY: help install test repro flow-data flow-production data-repair data-audit reproduce bench digest plots
 
 help: ## list the targets with what they do (the default)
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -21,6 +21,7 @@ flow-data: ## daily: advance data.as_of, reproduce both cycles, publish the vers
 	quantlake advance --no-repro
 	dvc repro
 	quantlake publish
+	quantlake digest
 
 # Today's portfolio and the backtest on the current lakehouse (no network).
 flow-production: ## today's portfolio and the backtest on the current lakehouse (no network)
@@ -43,3 +44,14 @@ reproduce: ## reproduce a published backtest in a fresh clone (REF=lakehouse/<as
 
 bench: ## run every benchmark and print its figures
 	for b in benchmarks/bench_*.py; do python "$$b" || exit 1; done
+
+# What changed since the previous version: listings, statuses, quarantine, repairs, trades.
+digest:
+	quantlake digest
+
+# DVC plots as one HTML page that works offline: vega is loaded from node_modules/ (installed
+# once with npm, git-ignored) instead of a CDN. Open dvc_plots/index.html through any local web
+# server, e.g. `python -m http.server -b 127.0.0.1 8000` and http://127.0.0.1:8000/dvc_plots/.
+plots:
+	test -f node_modules/vega-embed/build/vega-embed.min.js || npm install --no-save --no-audit --no-fund vega@5 vega-lite@5 vega-embed@6
+	dvc plots show --html-template .dvc/plots/offline.html

@@ -11,7 +11,7 @@ from pathlib import Path
 from quantlake.storage import sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ["pyproject.toml", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "configs", "src", ".dvc/config", ".dvc/.gitignore"]
+PROJECT_FILES = ["pyproject.toml", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "configs", "src", ".dvc/config", ".dvc/.gitignore", ".dvc/plots"]
 NOW = "2026-11-26T12:00:00Z"
 
 

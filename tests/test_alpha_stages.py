@@ -199,11 +199,12 @@ def test_the_backtest_holds_no_symbol_without_a_bar_and_its_benchmark_is_the_pri
 
 def test_every_output_carries_snapshot_and_run_ids_and_metrics_recompute_from_equity(alpha_run):
     root, snap = alpha_run
-    metrics = read_json(root / "backtest/metrics.json")
-    for doc in (metrics["run"], read_json(root / "alpha/selection.json"), read_json(root / "alpha/portfolio.json"), read_json(root / "alpha/atoms/atoms.json")):
+    metrics = read_json(root / "backtest/performance.json")
+    run = read_json(root / "backtest/provenance.json")
+    for doc in (run, read_json(root / "alpha/selection.json"), read_json(root / "alpha/portfolio.json"), read_json(root / "alpha/atoms/atoms.json")):
         assert doc["snapshot_id"] == snap.snapshot_id and len(doc["run_id"]) == 64
     assert stages.read_provenance(root / "alpha" / stages.RETURNS)["snapshot_id"] == snap.snapshot_id
-    assert metrics["run"]["run_id"] == read_json(root / "alpha/portfolio.json")["run_id"]  # same params, same run
+    assert run["run_id"] == read_json(root / "alpha/portfolio.json")["run_id"]  # same params, same run
     equity = pd.read_csv(root / "backtest/equity.csv", index_col="date", parse_dates=True)
     assert list(equity.columns) == ["strategy", "equal_weight", "benchmark"] and (equity.iloc[0] == 1.0).all()
     for curve in equity.columns:
@@ -212,6 +213,26 @@ def test_every_output_carries_snapshot_and_run_ids_and_metrics_recompute_from_eq
             assert again[key] == pytest.approx(metrics[curve][key], rel=1e-7, abs=1e-12), (curve, key)
     png = (root / "backtest/tearsheet.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+
+
+def test_metrics_json_is_the_headline_set_without_ids_and_provenance_has_the_ids(alpha_run):
+    from quantlake.alpha.tearsheet_figures import HEADLINE
+
+    root, snap = alpha_run
+    text = (root / "backtest/metrics.json").read_text()
+    metrics = json.loads(text)
+    assert list(metrics) == [key for key, _, _ in HEADLINE]  # in this order: `dvc exp show` keeps it
+    assert all(isinstance(v, float) for v in metrics.values())  # figures only: no id, date or method string
+    assert snap.snapshot_id not in text and not any(isinstance(v, str) for v in metrics.values())
+    full = read_json(root / "backtest/performance.json")
+    assert metrics["sharpe"] == full["strategy"]["sharpe"] and metrics["ew_max_dd"] == full["equal_weight"]["max_drawdown"]
+    run = read_json(root / "backtest/provenance.json")
+    assert set(run) >= {"snapshot_id", "run_id", "params_sha256", "code_version", "as_of", "method"}
+    assert len(run["params_sha256"]) == 64 and run["method"] == PARAMS["optimization"]["method"]
+    html = (root / "backtest/tearsheet.html").read_text()
+    assert run["run_id"] in html and "<script" not in html
+    holdings = pd.read_csv(root / "backtest/holdings.csv")
+    assert list(holdings.columns) == ["date", "rank", "symbol", "weight"] and holdings["date"].str.fullmatch(r"\d{4}-\d{2}-\d{2}").all()
 
 
 def test_same_snapshot_and_params_give_byte_identical_outputs(alpha_run, tmp_path):

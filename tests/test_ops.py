@@ -194,7 +194,7 @@ def test_publish_commits_tags_and_pushes_each_version(versions):
         assert git(["cat-file", "-t", tag], repo, env).stdout.strip() == "tag"  # annotated
         assert f"lakehouse {as_of}: " in git(["tag", "-n1", "-l", tag], repo, env).stdout
         assert yaml.safe_load(show(repo, env, tag, "params.yaml"))["data"]["as_of"] == as_of
-        assert json.loads(show(repo, env, tag, METRICS))["strategy"]["sharpe"]  # the run is part of the version
+        assert json.loads(show(repo, env, tag, METRICS))["sharpe"]  # the run is part of the version
         tracked = git(["ls-tree", "-r", "--name-only", tag], repo, env).stdout.split()
         assert {"dvc.lock", METRICS, "data/.gitignore", "artifacts/backtest/.gitignore"} <= set(tracked)
         assert not [p for p in tracked if p.startswith(f"{LAKE}/")]  # data is DVC's, not git's
@@ -312,7 +312,7 @@ def test_reproduce_checks_out_the_first_version_and_gets_identical_metrics(versi
 def test_reproduce_reports_a_recorded_metric_that_does_not_come_back(versions, tmp_path):
     repo, env = versions.repo, versions.env
     recorded = show(repo, env, f"lakehouse/{SECOND}", METRICS)
-    sharpe = json.loads(recorded)["strategy"]["sharpe"]
+    sharpe = json.loads(recorded)["sharpe"]
     tampered = recorded.replace(f'"sharpe": {sharpe}'.encode(), b'"sharpe": 9.999', 1)
     assert tampered != recorded
     # a commit like the second version but with a doctored metrics file (work tree untouched)
@@ -331,7 +331,7 @@ def test_reproduce_reports_a_recorded_metric_that_does_not_come_back(versions, t
     assert f"{METRICS}: the re-run wrote other bytes than recorded" in out.stderr
     assert "does NOT match its dvc.lock" in out.stderr  # dvc status already sees the doctored file
     assert f"{METRICS} DIFFERS" in out.stderr
-    assert '-    "sharpe": 9.999' in out.stderr and f'+    "sharpe": {sharpe}' in out.stderr
+    assert '-  "sharpe": 9.999' in out.stderr and f'+  "sharpe": {sharpe}' in out.stderr
     assert "re-running backtest with the code of" in out.stderr
     assert git(["status", "--porcelain"], repo, env).stdout == ""  # the repository itself is untouched
 

@@ -94,5 +94,5 @@ def test_queued_experiments_match_the_same_params_run_one_at_a_time(workspace):
         lock_s = lock_outputs(yaml.safe_load(show(repo, env, s, "dvc.lock")), STAGES)
         assert lock_q == lock_s and "artifacts/alpha/portfolio.json" in lock_q, method  # every output
     # the grid points are different portfolios (so equality above is not trivial)
-    sharpe = {m: json.loads(b)["strategy"]["sharpe"] for m, b in metrics.items()}
-    assert len({*sharpe.values(), json.loads(baseline)["strategy"]["sharpe"]}) == 3, sharpe
+    sharpe = {m: json.loads(b)["sharpe"] for m, b in metrics.items()}
+    assert len({*sharpe.values(), json.loads(baseline)["sharpe"]}) == 3, sharpe

@@ -3,13 +3,11 @@ scheduler and worker, a killed worker, a failing point, the network guard inside
 
 from __future__ import annotations
 
-import copy
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd

@@ -182,9 +182,8 @@ def cmd_backtest(args) -> int:
     params = load_checked_params(args)
     stages = _alpha("backtest")
     metrics = stages.run_backtest(Path(args.alpha), Path(args.snapshot), Path(args.out), params)
-    for name in ("strategy", "equal_weight", "benchmark"):
-        m = metrics[name]
-        _say(f"backtest {name:>12}: CAGR {m['cagr']}, Sharpe {m['sharpe']}, max drawdown {m['max_drawdown']}")
+    for line in stages.backtest_summary(metrics, Path(args.out)):
+        _say(line)
     return 0
 
 
@@ -231,7 +230,16 @@ def cmd_advance(args) -> int:
         return 0
     cmd = ["dvc", "repro", *args.stages]
     _say("advance: " + " ".join(cmd))
-    return subprocess.call(cmd)
+    code = subprocess.call(cmd)
+    return code or cmd_digest(argparse.Namespace(against=None, no_save=False))
+
+
+def cmd_digest(args) -> int:
+    from .digest import run_digest
+
+    for line in run_digest(Path("."), against=args.against, save=not args.no_save):
+        print(line, flush=True)
+    return 0
 
 
 # --------------------------------------------------------------------------- entry point
@@ -325,6 +333,12 @@ def _advance_command(sub) -> None:
     s.add_argument("--allow-backwards", action="store_true", help="allow moving data.as_of to an earlier day")
     s.add_argument("stages", nargs="*", default=["report"], help="stages to reproduce (default: the Data Cycle up to its report)")
     s.set_defaults(func=cmd_advance)
+
+    s = sub.add_parser("digest", help="what changed since the previous version: listings, statuses, quarantine, repairs, trades",
+                       description="Compare this lakehouse version and portfolio with the previous one (the last digest, else git HEAD).")
+    s.add_argument("--against", metavar="REV", help="compare with this git revision (default: the previous digest, else HEAD)")
+    s.add_argument("--no-save", action="store_true", help="do not record this version as the next digest's baseline")
+    s.set_defaults(func=cmd_digest)
 
 
 def _ops_commands(sub) -> None:

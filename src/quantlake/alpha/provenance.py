@@ -23,6 +23,12 @@ def alpha_params(params: Params, sections: tuple[str, ...] = ALPHA_SECTIONS) -> 
     return {name: params.plain(name, results_only=True) for name in sections}
 
 
+def params_hash(params: dict, sections: tuple[str, ...] = ALPHA_SECTIONS) -> str:
+    """sha256 of the canonical JSON of the alpha params sections (what `-S key=value` changes)."""
+    payload = json.dumps(alpha_params(params, sections), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
 def code_version() -> str:
     h = hashlib.sha256()
     for path in sorted(_ALPHA_DIR.glob("*.py")):

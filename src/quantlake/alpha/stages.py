@@ -14,7 +14,7 @@ decision date (`universe_mask`; every certified symbol when the snapshot has no 
     select       returns + features         -> artifacts/alpha/selection.json
     synthesize   returns + selection        -> artifacts/alpha/atoms/
     optimize     atoms + selection          -> artifacts/alpha/portfolio.json
-    backtest     returns + features         -> artifacts/backtest/{metrics.json, equity.csv, ...}
+    backtest     returns + features         -> artifacts/backtest/ (BACKTEST_FILES: metrics, plots, tear sheet)
 
 `select`, `synthesize` and `optimize` together are `backtest.build_portfolio` cut at its
 seams (the same functions, in the same order, on the same inputs), run once at `as_of`;
@@ -25,6 +25,7 @@ params model (`quantlake.params.Params`); `params.backtest` is the whole recipe.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,22 +33,35 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..contracts import QuantlakeError
 from ..data.universe import membership_matrix, tradable_scanners
 from ..storage import atomic_write_bytes, atomic_write_json, read_json, table_to_parquet_bytes
 from ..params import Params
 from .backtest import CURVES, BacktestResult, optimize_atoms, recipe_inputs, walk_forward
-from .provenance import ALPHA_SECTIONS, stamp
+from .provenance import ALPHA_SECTIONS, params_hash, stamp
 from .returns import DATE_INDEX_NAME, panels_from_files
 from .selection import select_assets
 from .snapshot import Snapshot, SnapshotError, load_snapshot, take_snapshot
 from .synthesis import Atom, AtomSet, synthesize
+from .tearsheet_figures import headline_metrics, holdings_long, summary_line, tearsheet_figures
 
 RETURNS = "returns_matrix.parquet"
 TRADED_VALUE = "traded_value.parquet"
 SELECTION = "selection.json"
 ATOMS = "atoms"
 PORTFOLIO = "portfolio.json"
+# artifacts/backtest/: what each file is (dvc.yaml declares them; git keeps metrics.json and the plot CSVs)
+BACKTEST_FILES = {
+    "metrics.json": "DVC metrics: the headline figures, flat (tearsheet_figures.HEADLINE)",
+    "performance.json": "every figure of every curve (the tear sheet's table)",
+    "provenance.json": "snapshot_id, run_id, params hash, code version, as_of, method",
+    "equity.csv": "DVC plot: date x curves, from 1.0",
+    "drawdown.csv": "DVC plot: date x curves, E / peak - 1",
+    "holdings.csv": "DVC plot: date, rank, symbol, weight: top holdings and other at each rebalance",
+    "weights.csv": "date, symbol, weight: every weight at each rebalance",
+    "windows.csv": "one row per rebalance",
+    "tearsheet.png": "the tear sheet (DVC image plot)",
+    "tearsheet.html": "the tear sheet, self-contained HTML",
+}
 
 
 # --------------------------------------------------------------------------- frames on disk
@@ -206,22 +220,50 @@ def backtest_from_inputs(inputs: BacktestInputs, params: Params) -> BacktestResu
 
 
 def run_backtest(alpha_dir: Path, snapshot_dir: Path, out_dir: Path, params: Params) -> dict:
+    """Walk forward and write BACKTEST_FILES; returns the full per-curve metrics."""
     inputs = backtest_inputs(alpha_dir, snapshot_dir)
     snap, recipe = inputs.snapshot, params.backtest
     result = backtest_from_inputs(inputs, params)
-    prov = stamp(snap.snapshot_id, params)
+    prov = {
+        **stamp(snap.snapshot_id, params),
+        "params_sha256": params_hash(params),
+        "as_of": snap.manifest["as_of"],
+        "method": recipe.optimize.method,
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
-    metrics = {**result.metrics, "run": {**prov, "as_of": snap.manifest["as_of"], "method": recipe.optimize.method}}
-    atomic_write_json(out_dir / "metrics.json", metrics)
     equity = result.equity[list(CURVES)].rename_axis("date")
-    atomic_write_bytes(out_dir / "equity.csv", equity.to_csv(date_format="%Y-%m-%d", float_format="%.10g").encode())
-    atomic_write_bytes(out_dir / "weights.csv", result.weights.to_csv(index=False, date_format="%Y-%m-%d", float_format="%.10g").encode())
-    atomic_write_bytes(out_dir / "windows.csv", result.windows.to_csv(index=False, date_format="%Y-%m-%d", float_format="%.10g").encode())
+    figures = tearsheet_figures(equity, result.metrics, result.trading, result.weights)
+    # metrics.json keeps HEADLINE's order (strategy first): `dvc exp show` lists columns as the file does
+    headline = json.dumps(headline_metrics(figures.metrics), indent=2, allow_nan=False) + "\n"
+    atomic_write_bytes(out_dir / "metrics.json", headline.encode())
+    atomic_write_json(out_dir / "performance.json", figures.metrics)
+    atomic_write_json(out_dir / "provenance.json", prov)
+    _write_csv(out_dir / "equity.csv", equity, index=True)
+    _write_csv(out_dir / "drawdown.csv", figures.drawdown.rename_axis("date"), index=True)
+    _write_csv(out_dir / "holdings.csv", holdings_long(figures.holdings))
+    _write_csv(out_dir / "weights.csv", result.weights)
+    _write_csv(out_dir / "windows.csv", result.windows)
     title = f"quantlake backtest · {recipe.optimize.method} · as of {snap.manifest['as_of']} · run {prov['run_id'][:12]} · snapshot {snap.snapshot_id[:12]}"
     from .tearsheet import render_tearsheet  # matplotlib: only here
+    from .tearsheet_html import render_html
 
-    atomic_write_bytes(out_dir / "tearsheet.png", render_tearsheet(equity, result.weights, result.metrics, title))
-    return metrics
+    png = render_tearsheet(figures, title)
+    atomic_write_bytes(out_dir / "tearsheet.png", png)
+    shown = {k: prov[k] for k in ("as_of", "method", "snapshot_id", "run_id", "code_version")}
+    atomic_write_bytes(out_dir / "tearsheet.html", render_html(figures, title, png, shown))
+    return figures.metrics
+
+
+def backtest_summary(metrics: dict, out_dir: Path, report: Path = Path("artifacts/reports/data_audit.html")) -> list[str]:
+    """The backtest stage's last lines: the figures as people read them, then where to look."""
+    lines = [f"backtest {summary_line(f'{name:>12}', metrics[name])}" for name in CURVES if name in metrics]
+    lines.append(f"backtest: tear sheet {out_dir / 'tearsheet.png'} (and {out_dir / 'tearsheet.html'}); data report {report}")
+    return lines
+
+
+def _write_csv(path: Path, frame: pd.DataFrame, index: bool = False) -> None:
+    text = frame.to_csv(index=index, date_format="%Y-%m-%d", float_format="%.10g", lineterminator="\n")
+    atomic_write_bytes(path, text.encode())
 
 
 # --------------------------------------------------------------------------- sweep
