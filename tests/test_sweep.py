@@ -122,7 +122,9 @@ def test_the_default_point_reproduces_the_backtest_stages_metrics(inputs, serial
 def test_the_sweep_metrics_name_the_best_point_with_dsr_and_pbo(serial):
     out, doc = serial
     results = pd.read_parquet(out / "results.parquet")
-    assert read_json(out / "metrics.json") == doc
+    assert read_json(out / "summary.json") == doc
+    assert read_json(out / "metrics.json") == {"sweep_trials": 2, "sweep_failed": 0, "sweep_best_sharpe": doc["best"]["sharpe"],
+                                               "sweep_dsr": doc["dsr"]["dsr"], "sweep_pbo": doc["pbo"]["pbo"]}
     best = results.loc[results["sharpe"].idxmax()]
     assert doc["best"]["point_id"] == best["point_id"] and doc["best"]["sharpe"] == best["sharpe"]
     assert 0.0 <= doc["dsr"]["dsr"] <= 1.0 and doc["dsr"]["n_trials"] == 2
@@ -156,7 +158,7 @@ def test_a_local_cluster_with_two_workers_gives_the_serial_bytes(inputs, serial,
     finally:
         unblock_network()
     assert (tmp_path / "results.parquet").read_bytes() == (serial[0] / "results.parquet").read_bytes()
-    assert (tmp_path / "metrics.json").read_bytes() == (serial[0] / "metrics.json").read_bytes()
+    assert (tmp_path / "summary.json").read_bytes() == (serial[0] / "summary.json").read_bytes()
     assert any("on 2 Dask workers" in m for m in said) and any("2/2 points done" in m for m in said)
 
 

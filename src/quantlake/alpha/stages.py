@@ -270,13 +270,27 @@ def _write_csv(path: Path, frame: pd.DataFrame, index: bool = False) -> None:
 
 SWEEP_RESULTS = "results.parquet"
 SWEEP_METRICS = "metrics.json"
+SWEEP_SUMMARY = "summary.json"
 SWEEP_POINTS = "points.csv"
+
+
+def sweep_headline(doc: dict) -> dict:
+    """The sweep's DVC metrics: flat, short keys (a few columns in `dvc exp show`)."""
+    best = doc.get("best") or {}
+    return {
+        "sweep_trials": doc["trials"],
+        "sweep_failed": doc["failed"],
+        "sweep_best_sharpe": best.get("sharpe"),
+        "sweep_dsr": (doc.get("dsr") or {}).get("dsr"),
+        "sweep_pbo": (doc.get("pbo") or {}).get("pbo"),
+    }
 
 
 def run_sweep(alpha_dir: Path, snapshot_dir: Path, out_dir: Path, params: Params, say=print) -> dict:
     """Every point of `sweep.grid` as a full walk-forward on the same snapshot; writes
-    results.parquet (one row per point), metrics.json (trials, best, DSR, PBO) and points.csv
-    (Sharpe per point and grid value, for the DVC plot)."""
+    results.parquet (one row per point), summary.json (trials, the best and default points,
+    DSR and PBO with their inputs), metrics.json (the few figures `dvc exp show` lists) and
+    points.csv (Sharpe per point, for the DVC plot)."""
     from .sweep import default_point, expand_grid, results_frame, summary
     from .sweep_cluster import InputRef, run_points
 
@@ -292,7 +306,8 @@ def run_sweep(alpha_dir: Path, snapshot_dir: Path, out_dir: Path, params: Params
     out_dir.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(results, preserve_index=False)
     atomic_write_bytes(out_dir / SWEEP_RESULTS, table_to_parquet_bytes(table, prov))
-    atomic_write_json(out_dir / SWEEP_METRICS, doc)
+    atomic_write_json(out_dir / SWEEP_SUMMARY, doc)
+    atomic_write_json(out_dir / SWEEP_METRICS, sweep_headline(doc))
     plot = results.drop(columns=["returns", "returns_start", "error"])
     atomic_write_bytes(out_dir / SWEEP_POINTS, plot.to_csv(index=False, float_format="%.10g").encode())
     return doc
