@@ -21,14 +21,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 
-from quantlake.alpha import signals
+from quantlake.alpha import window_stats
 from quantlake.alpha._params import check, from_plain_dict
 from quantlake.alpha.metrics import PERIODS_PER_YEAR
 from quantlake.alpha.returns import to_day
@@ -191,27 +191,28 @@ def select_assets(
 
 
 def window_features(window: pd.DataFrame, traded_value: pd.DataFrame, params: SelectionParams) -> pd.DataFrame:
-    """Per-symbol statistics of the train window (one row per column of `window`)."""
+    """Per-symbol statistics of the train window (one row per column of `window`).
+
+    Each statistic is `signals.py`'s definition on the symbol's observed returns (NaN dropped),
+    computed for all symbols in one vectorised pass (`window_stats`).
+    """
     p = PERIODS_PER_YEAR
-    stats: dict[str, Callable[[np.ndarray], float]] = {
-        "momentum": lambda r: signals.annualised_momentum(r, p),
-        "volatility": lambda r: signals.annualised_volatility(r, p),
-        "efficiency": signals.efficiency_ratio,
-        "entropy": lambda r: signals.permutation_entropy(r, params.entropy_order),
-        "hurst": lambda r: signals.hurst_exponent(r, params.hurst_max_lag),
-        "skew": signals.skewness,
-        "kurtosis": signals.excess_kurtosis,
-        "cvar": lambda r: signals.conditional_value_at_risk(r, params.cvar_level),
+    packed = window_stats.pack(window.to_numpy("float64"))
+    log_r = window_stats.log_returns(packed)
+    value = traded_value.reindex(columns=window.columns).to_numpy("float64")
+    columns = {
+        "n_returns": packed[1].astype("float64"),
+        "momentum": window_stats.annualised_momentum(packed, log_r, p),
+        "volatility": window_stats.annualised_volatility(packed, p),
+        "efficiency": window_stats.efficiency_ratio(packed, log_r),
+        "entropy": window_stats.permutation_entropy(packed, params.entropy_order),
+        "hurst": window_stats.hurst_exponent(packed, log_r, params.hurst_max_lag),
+        "skew": window_stats.skewness(packed),
+        "kurtosis": window_stats.excess_kurtosis(packed),
+        "cvar": window_stats.conditional_value_at_risk(packed, params.cvar_level),
+        "liquidity": window_stats.median(window_stats.pack(value)),
     }
-    rows = {}
-    for sym in window.columns:
-        r = window[sym].dropna().to_numpy("float64")
-        row = {"n_returns": float(r.size)}
-        row.update({name: (f(r) if r.size else math.nan) for name, f in stats.items()})
-        traded = traded_value[sym].dropna().to_numpy("float64") if sym in traded_value else np.empty(0)
-        row["liquidity"] = float(np.median(traded)) if traded.size else math.nan
-        rows[sym] = row
-    return pd.DataFrame.from_dict(rows, orient="index", columns=["n_returns", *stats, "liquidity"], dtype="float64")
+    return pd.DataFrame(columns, index=pd.Index(list(window.columns)), dtype="float64")
 
 
 def latest_ratings(ratings: pd.DataFrame | None, start: pd.Timestamp, as_of: pd.Timestamp) -> pd.DataFrame:

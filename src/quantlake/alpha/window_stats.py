@@ -1,0 +1,191 @@
+"""The selection's per-symbol statistics for every symbol of a window at once (issue 14, item 1).
+
+`signals.py` defines each statistic on one symbol's observed returns (NaN dropped, a gap
+closed up); the functions here compute the same numbers for all symbols in one vectorised
+pass over the window matrix. The window is first *packed*: each symbol's observed values are
+moved to the front of its row in date order, NaN after them (`pack`), so that "the observed
+returns with the gaps closed up" is a row prefix of length `n` for every symbol, and every
+statistic is a masked reduction along the rows.
+
+Rows are symbols (a C-contiguous symbols x days array): reductions along a contiguous row
+use numpy's pairwise summation, as `np.sum` does on one symbol's 1-D array, so a symbol with
+no gap in the window gets bit-identical sums; with gaps the results agree to rounding
+(the tests compare to `signals.py` within 1e-12 relative).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+# (packed symbols x days values, n observed per symbol, valid mask: column < n)
+Packed = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def pack(window: np.ndarray) -> Packed:
+    """Move each column's observed (non-NaN) values of a days x symbols array to the front, in order."""
+    values = np.asarray(window, dtype="float64").T  # symbols x days
+    observed = ~np.isnan(values)
+    order = np.argsort(~observed, axis=1, kind="stable")
+    packed = np.ascontiguousarray(np.take_along_axis(values, order, axis=1))
+    n = observed.sum(axis=1)
+    valid = np.arange(values.shape[1])[None, :] < n[:, None]
+    return packed, n, valid
+
+
+def _masked_sum(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    return np.where(valid, x, 0.0).sum(axis=1)
+
+
+def _divide(num: np.ndarray, den: np.ndarray, undefined: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = num / den
+    return np.where(undefined, math.nan, out)
+
+
+def log_returns(p: Packed) -> np.ndarray:
+    values, _, valid = p
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(valid, np.log1p(values), math.nan)
+
+
+def annualised_momentum(p: Packed, log_r: np.ndarray, periods_per_year: int) -> np.ndarray:
+    _, n, valid = p
+    return _divide(_masked_sum(log_r, valid), n, n == 0) * periods_per_year
+
+
+def _central_moments(p: Packed, orders: tuple[int, ...]) -> list[np.ndarray]:
+    """sum over observed days of (r - mean)^k for each k in `orders` (mean as np.mean)."""
+    values, n, valid = p
+    mean = _divide(_masked_sum(values, valid), n, n == 0)
+    d = np.where(valid, values - mean[:, None], 0.0)
+    return [(d**k).sum(axis=1) for k in orders]
+
+
+def annualised_volatility(p: Packed, periods_per_year: int) -> np.ndarray:
+    _, n, _ = p
+    (m2,) = _central_moments(p, (2,))
+    return np.sqrt(_divide(m2, n - 1, n < 2)) * math.sqrt(periods_per_year)
+
+
+def efficiency_ratio(p: Packed, log_r: np.ndarray) -> np.ndarray:
+    _, n, valid = p
+    path = _masked_sum(np.abs(log_r), valid)
+    return _divide(np.abs(_masked_sum(log_r, valid)), path, (n == 0) | (path == 0.0))
+
+
+def _flat(p: Packed) -> np.ndarray:
+    values, _, valid = p
+    return np.where(valid, values, -np.inf).max(axis=1) == np.where(valid, values, np.inf).min(axis=1)
+
+
+def skewness(p: Packed) -> np.ndarray:
+    _, n, _ = p
+    m2, m3 = (m / np.maximum(n, 1) for m in _central_moments(p, (2, 3)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = np.sqrt(n * (n - 1)) / (n - 2) * m3 / m2**1.5
+    return np.where((n < 3) | _flat(p), math.nan, g)
+
+
+def excess_kurtosis(p: Packed) -> np.ndarray:
+    _, n, _ = p
+    m2, m4 = (m / np.maximum(n, 1) for m in _central_moments(p, (2, 4)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g2 = m4 / m2**2 - 3.0
+        k = ((n + 1) * g2 + 6.0) * (n - 1) / ((n - 2) * (n - 3))
+    return np.where((n < 4) | _flat(p), math.nan, k)
+
+
+def permutation_entropy(p: Packed, order: int = 3, delay: int = 1) -> np.ndarray:
+    """As `signals.permutation_entropy` on each symbol's observed values (windows inside the prefix)."""
+    values, n, _ = p
+    span = (order - 1) * delay + 1
+    out = np.full(values.shape[0], math.nan)
+    if order < 2 or values.shape[1] < span:
+        return out
+    windows = sliding_window_view(values, span, axis=1)[:, :, ::delay]
+    codes = np.argsort(windows, axis=2, kind="stable") @ (order ** np.arange(order))
+    inside = np.arange(codes.shape[1])[None, :] < (n - span + 1)[:, None]
+    rows = np.broadcast_to(np.arange(codes.shape[0])[:, None], codes.shape)[inside]
+    kinds, code = np.unique(codes[inside], return_inverse=True)  # ascending, as np.unique per symbol
+    counts = np.bincount(rows * kinds.size + code, minlength=codes.shape[0] * kinds.size)
+    counts = counts.reshape(codes.shape[0], kinds.size).astype("float64")
+    total = counts.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        prob = counts / total
+        terms = np.where(counts > 0, prob * np.log(prob), 0.0)
+    entropy = -terms.sum(axis=1) / math.log(math.factorial(order))
+    return np.where(n >= span, entropy, out)
+
+
+def hurst_exponent(p: Packed, log_r: np.ndarray, max_lag: int = 20) -> np.ndarray:
+    """As `signals.hurst_exponent`: least squares of log std(x[t+k] - x[t]) on log k, k = 2..L.
+
+    L = min(max_lag, (n + 1) // 2) depends on the symbol's count n; symbols that share L are
+    fitted together by one `np.polyfit` (one least-squares problem with a column per symbol).
+    """
+    _, n, valid = p
+    path = np.concatenate([np.zeros((log_r.shape[0], 1)), np.cumsum(np.where(valid, log_r, 0.0), axis=1)], axis=1)
+    last_lag = np.minimum(max_lag, (n + 1) // 2)
+    out = np.full(log_r.shape[0], math.nan)
+    lags = np.arange(2, int(last_lag.max(initial=0)) + 1)
+    if lags.size < 3:
+        return out
+    tau = np.empty((log_r.shape[0], lags.size))
+    columns = np.arange(path.shape[1])[None, :]
+    for i, k in enumerate(lags):
+        inside = columns[:, : path.shape[1] - k] < (n + 1 - k)[:, None]  # both ends within x[0..n]
+        moves = path[:, k:] - path[:, :-k]
+        count = np.maximum(inside.sum(axis=1), 1)
+        mean = np.where(inside, moves, 0.0).sum(axis=1) / count
+        dev = np.where(inside, moves - mean[:, None], 0.0)
+        tau[:, i] = np.sqrt((dev * dev).sum(axis=1) / count)
+    for size in np.unique(last_lag):
+        if size - 1 < 3:
+            continue
+        rows = np.flatnonzero(last_lag == size)
+        t = tau[rows, : size - 1]
+        fit = np.all(t > 0, axis=1) & np.all(np.isfinite(t), axis=1)  # else undefined (NaN)
+        if fit.any():
+            with np.errstate(divide="ignore"):
+                slope = np.polyfit(np.log(lags[: size - 1]), np.log(t[fit]).T, 1)[0]
+            out[rows[fit]] = slope
+    return out
+
+
+def conditional_value_at_risk(p: Packed, level: float = 0.05) -> np.ndarray:
+    """Mean of the observed returns at or below their `level` quantile (numpy's 'linear' quantile)."""
+    values, n, valid = p
+    var = linear_quantile(np.sort(values, axis=1), n, level)
+    tail = valid & (values <= var[:, None])
+    return _divide(_masked_sum(values, tail), tail.sum(axis=1), n == 0)
+
+
+def linear_quantile(sorted_rows: np.ndarray, n: np.ndarray, q: float) -> np.ndarray:
+    """Each row's `q` quantile of its first n (sorted) values, computed as `np.quantile` does."""
+    virtual = (n - 1) * np.float64(q)
+    below = np.floor(virtual)
+    gamma = virtual - below
+    lo = np.clip(below.astype("int64"), 0, None)
+    hi = lo + 1
+    top = virtual >= n - 1
+    lo, hi = np.where(top, n - 1, lo), np.where(top, n - 1, hi)
+    rows = np.arange(sorted_rows.shape[0])
+    safe = np.maximum(n - 1, 0)
+    a = sorted_rows[rows, np.minimum(lo, safe)]
+    b = sorted_rows[rows, np.minimum(hi, safe)]
+    diff = b - a
+    out = np.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)
+    return np.where(n > 0, out, math.nan)
+
+
+def median(p: Packed) -> np.ndarray:
+    """Each row's median of its observed values (as `np.median`), NaN when none."""
+    values, n, _ = p
+    s = np.sort(values, axis=1)
+    rows = np.arange(s.shape[0])
+    lo, hi = np.maximum((n - 1) // 2, 0), np.maximum(n // 2, 0)
+    mid = np.where(n % 2 == 1, s[rows, hi], (s[rows, lo] + s[rows, hi]) / 2.0)
+    return np.where(n > 0, mid, math.nan)
