@@ -138,6 +138,13 @@ def _pairwise_moments(values: np.ndarray, min_periods: int) -> tuple[np.ndarray,
     xc = np.where(observed, x - mean, 0.0)
     sq = xc * xc
     k = x.shape[1]
+    if observed.all():  # every pair shares every day: one product
+        total, s, ss = float(x.shape[0]), xc.sum(axis=0), sq.sum(axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dev = np.broadcast_to((ss - s * s / total)[:, None], (k, k))
+            co = xc.T @ xc - np.outer(s, s) / total
+            flat = np.broadcast_to(((dev[:, 0] <= 4.0 * np.finfo("float64").eps * total * ss) & (total > 0))[:, None], (k, k))
+        return np.full((k, k), total), dev, co, flat
     n, dev_x, co = (np.empty((k, k)) for _ in range(3))
     flat = np.empty((k, k), dtype=bool)
     eps4 = 4.0 * np.finfo("float64").eps

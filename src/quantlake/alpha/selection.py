@@ -27,9 +27,11 @@ import numpy as np
 import pandas as pd
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
+from scipy.stats import rankdata
 
 from quantlake.alpha import window_stats
 from quantlake.alpha._params import check, from_plain_dict
+from quantlake.alpha.covariance import pairwise_corr
 from quantlake.alpha.metrics import PERIODS_PER_YEAR
 from quantlake.alpha.returns import to_day
 from quantlake.contracts import ContractError
@@ -164,23 +166,29 @@ def select_assets(
         raise ContractError(f"select_assets: the returns matrix needs a DatetimeIndex of days, got {type(returns.index).__name__}")
     as_of = to_day(as_of)
     start = as_of - pd.Timedelta(days=params.train_days - 1)
-    window = returns.loc[(returns.index >= start) & (returns.index <= as_of)]
-    value_window = traded_value.reindex(columns=returns.columns).loc[
-        (traded_value.index >= start) & (traded_value.index <= as_of)
-    ]
+    day = returns.index
+    window = returns.loc[(day >= start) & (day <= as_of)]
+    if not traded_value.columns.equals(returns.columns):
+        traded_value = traded_value.reindex(columns=returns.columns)
+    value_window = traded_value.loc[(traded_value.index >= start) & (traded_value.index <= as_of)]
     features = window_features(window, value_window, params)
-    features = features.join(latest_ratings(ratings, start, as_of).reindex(features.index))
-    features = features.reindex(columns=list(FEATURE_COLUMNS))
+    rated = latest_ratings(ratings, start, as_of)
+    for column in RATING_COLUMNS:
+        features[column] = rated[column].reindex(features.index) if len(rated) else math.nan
     vetoes = veto_reasons(features, params, start, as_of)
     eligible = [s for s in features.index if s not in vetoes]
     scores = composite_score(features.loc[eligible], params.score_weights)
-    history = returns.loc[returns.index <= as_of, eligible]
+    # the clustering reads the longest lookback only (`correlation_distance`)
+    recent = (day > as_of - pd.Timedelta(days=max(params.lookbacks))) & (day <= as_of)
+    history = returns.iloc[np.flatnonzero(recent), returns.columns.get_indexer(eligible)]
     clusters = cluster_symbols(history, as_of, params, scores)
-    ranked = sorted(eligible, key=lambda s: (-scores[s], s))
+    score_of = dict(zip(scores.index, scores.to_numpy().tolist()))
+    cluster_of = dict(zip(clusters.index, clusters.to_numpy().tolist()))
+    ranked = sorted(eligible, key=lambda s: (-score_of[s], s))
     per_cluster: dict[int, int] = {}
     selected = []
     for sym in ranked:
-        c = int(clusters[sym])
+        c = int(cluster_of[sym])
         if per_cluster.get(c, 0) < params.top_n:
             per_cluster[c] = per_cluster.get(c, 0) + 1
             selected.append(sym)
@@ -243,7 +251,10 @@ def veto_reasons(
     s = "selection"
     window = f"{start.date()}..{as_of.date()}"
     out = {}
-    for sym, f in features.iterrows():
+    names = ("n_returns", "volatility", "efficiency", "entropy", "hurst", "liquidity")
+    rows = zip(*(features[k].to_numpy("float64").tolist() for k in names))
+    for sym, values in zip(features.index, rows):
+        f = dict(zip(names, values))
         if f["n_returns"] < params.min_history_days:
             out[sym] = (
                 f"short history: {int(f['n_returns'])} daily returns in the train window {window} "
@@ -279,17 +290,23 @@ def composite_score(features: pd.DataFrame, weights: tuple[tuple[str, float], ..
     share of the score; a negative weight rewards low values (volatility, entropy,
     kurtosis). A missing feature (e.g. no rating yet) counts as the middle rank, 0.
     """
-    score = pd.Series(0.0, index=features.index, dtype="float64")
+    score = np.zeros(len(features))
     for name, weight in weights:
-        score = score + weight * centred_rank(features[name])
-    return score
+        score = score + weight * _centred_rank(features[name].to_numpy("float64"))
+    return pd.Series(score, index=features.index, dtype="float64")
 
 
 def centred_rank(x: pd.Series) -> pd.Series:
-    n = int(x.notna().sum())
-    if n <= 1:
-        return pd.Series(0.0, index=x.index)
-    return ((x.rank(method="average") - 1.0) / (n - 1) - 0.5).fillna(0.0)
+    return pd.Series(_centred_rank(x.to_numpy("float64")), index=x.index)
+
+
+def _centred_rank(x: np.ndarray) -> np.ndarray:
+    known = ~np.isnan(x)
+    n = int(known.sum())
+    out = np.zeros(x.size)
+    if n > 1:  # average ranks of ties, as Series.rank(method="average"); NaN -> the middle, 0
+        out[known] = (rankdata(x[known], method="average") - 1.0) / (n - 1) - 0.5
+    return out
 
 
 # --------------------------------------------------------------------------- clusters
@@ -309,10 +326,12 @@ def cluster_symbols(
     labels = fcluster(tree, t=params.cluster_threshold, criterion="distance")
     if labels.max() > params.max_clusters:
         labels = fcluster(tree, t=params.max_clusters, criterion="maxclust")
-    raw = pd.Series(labels, index=symbols)
-    best = {c: min((-scores[s], s) for s in raw.index[raw == c]) for c in set(labels)}
+    best: dict[int, tuple[float, str]] = {}
+    for sym, label, score in zip(symbols, labels.tolist(), scores.reindex(symbols).to_numpy().tolist()):
+        if label not in best or (-score, sym) < best[label]:
+            best[label] = (-score, sym)
     order = {c: i for i, c in enumerate(sorted(best, key=best.get))}
-    return raw.map(order).astype("int64")
+    return pd.Series([order[c] for c in labels.tolist()], index=symbols, dtype="int64")
 
 
 def correlation_distance(
@@ -327,9 +346,9 @@ def correlation_distance(
     n = history.shape[1]
     total = np.zeros((n, n))
     count = np.zeros((n, n))
+    values = history.to_numpy("float64")
     for k in lookbacks:
-        recent = history.loc[history.index > as_of - pd.Timedelta(days=k)]
-        rho = recent.corr(min_periods=min_overlap).to_numpy("float64")
+        rho = pairwise_corr(values[np.asarray(history.index > as_of - pd.Timedelta(days=k))], min_overlap)
         d = np.sqrt(0.5 * (1.0 - np.clip(rho, -1.0, 1.0)))
         known = np.isfinite(d)
         total += np.where(known, d, 0.0)
