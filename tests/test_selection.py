@@ -11,9 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quantlake.alpha import signals
+from conftest import load_freqtrade, real_bases
+from quantlake.alpha import selection, signals
 from quantlake.alpha._params import ParamsError
-from quantlake.alpha.selection import SelectionParams, centred_rank, composite_score, select_assets
+from quantlake.alpha.metrics import PERIODS_PER_YEAR
+from quantlake.alpha.returns import returns_matrix, traded_value_matrix
+from quantlake.alpha.selection import SelectionParams, centred_rank, composite_score, select_assets, window_features
 
 DATES = pd.date_range("2022-01-01", periods=300, freq="D", name="date")
 PERMISSIVE = dict(
@@ -281,3 +284,143 @@ def test_simple_statistics():
     assert signals.efficiency_ratio(np.full(10, 0.01)) == pytest.approx(1.0)
     assert signals.efficiency_ratio(np.array([0.1, 1 / 1.1 - 1])) == pytest.approx(0.0, abs=1e-12)
     assert math.isnan(signals.skewness(np.zeros(10)))
+
+
+# --------------------------------------------------------------------------- vectorised = per-symbol
+
+
+def reference_window_features(window: pd.DataFrame, traded_value: pd.DataFrame, params: SelectionParams) -> pd.DataFrame:
+    """The per-symbol loop `window_features` replaced (issue 14): signals.py on each dropna'd column."""
+    p = PERIODS_PER_YEAR
+    stats = {
+        "momentum": lambda r: signals.annualised_momentum(r, p),
+        "volatility": lambda r: signals.annualised_volatility(r, p),
+        "efficiency": signals.efficiency_ratio,
+        "entropy": lambda r: signals.permutation_entropy(r, params.entropy_order),
+        "hurst": lambda r: signals.hurst_exponent(r, params.hurst_max_lag),
+        "skew": signals.skewness,
+        "kurtosis": signals.excess_kurtosis,
+        "cvar": lambda r: signals.conditional_value_at_risk(r, params.cvar_level),
+    }
+    rows = {}
+    for sym in window.columns:
+        r = window[sym].dropna().to_numpy("float64")
+        row = {"n_returns": float(r.size)}
+        row.update({name: (f(r) if r.size else math.nan) for name, f in stats.items()})
+        traded = traded_value[sym].dropna().to_numpy("float64") if sym in traded_value else np.empty(0)
+        row["liquidity"] = float(np.median(traded)) if traded.size else math.nan
+        rows[sym] = row
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["n_returns", *stats, "liquidity"], dtype="float64")
+
+
+def pandas_corr(values: np.ndarray, min_periods: int) -> np.ndarray:
+    return pd.DataFrame(values).corr(min_periods=min_periods).to_numpy("float64")
+
+
+def as_before(monkeypatch) -> None:
+    """select_assets with the per-symbol features and pandas' correlations (the code before issue 14)."""
+    monkeypatch.setattr(selection, "window_features", reference_window_features)
+    monkeypatch.setattr(selection, "pairwise_corr", pandas_corr)
+
+
+def ragged(returns: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Holes and late listings, so the features see closed-up gaps and short histories."""
+    rng = np.random.default_rng(seed)
+    out = returns.mask(rng.random(returns.shape) < 0.04)
+    for j, sym in enumerate(out.columns[::3]):
+        out.loc[out.index[: 40 * (j + 1)], sym] = np.nan
+    return out
+
+
+@pytest.fixture(scope="module")
+def real_panel() -> tuple[pd.DataFrame, pd.DataFrame]:
+    bars = {f"BINANCE:{b}USDT": load_freqtrade(b) for b in real_bases()}
+    return returns_matrix(bars), traded_value_matrix(bars)
+
+
+def assert_features_equal(window: pd.DataFrame, value: pd.DataFrame, params: SelectionParams) -> None:
+    got, want = window_features(window, value, params), reference_window_features(window, value, params)
+    assert list(got.index) == list(want.index) and list(got.columns) == list(want.columns)
+    a, b = got.to_numpy(), want.to_numpy()
+    assert np.array_equal(np.isnan(a), np.isnan(b))
+    np.testing.assert_allclose(a, b, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_window_features_equal_the_per_symbol_loop_on_sim_panels(seed):
+    returns, _ = planted_groups(seed, groups=3, per_group=5)
+    for panel in (returns, ragged(returns, seed), veto_panel()[0]):
+        value = liquidity_like(panel).mask(np.random.default_rng(seed).random(panel.shape) < 0.1)
+        for params in (SelectionParams.from_params(PERMISSIVE), SelectionParams.from_params({**PERMISSIVE, "entropy_order": 4, "hurst_max_lag": 8})):
+            assert_features_equal(panel.iloc[-250:], value.iloc[-250:], params)
+
+
+def test_window_features_equal_the_per_symbol_loop_on_real_recordings(real_panel):
+    returns, value = real_panel
+    params = SelectionParams()
+    ends = returns.index[[200, len(returns) // 3, len(returns) // 2, -1]]
+    for end in ends:  # early windows hold symbols listed late: short and empty columns
+        window = returns.loc[end - pd.Timedelta(days=params.train_days - 1) : end]
+        assert_features_equal(window, value.loc[window.index], params)
+
+
+def selections(returns, value, dates, params, ratings=None):
+    out = []
+    for as_of in dates:
+        s = select_assets(returns, value, as_of, params, ratings)
+        out.append((s.selected, s.vetoes, s.clusters.to_dict(), s.scores, s.features))
+    return out
+
+
+def assert_same_selections(new, old) -> None:
+    for (sel, veto, clusters, scores, features), (sel0, veto0, clusters0, scores0, features0) in zip(new, old):
+        assert sel == sel0 and veto == veto0 and clusters == clusters0
+        pd.testing.assert_series_equal(scores, scores0, rtol=1e-12)
+        pd.testing.assert_frame_equal(features, features0, rtol=1e-12)
+
+
+def test_selections_are_those_of_the_per_symbol_code_on_real_recordings(real_panel, monkeypatch):
+    returns, value = real_panel
+    params = SelectionParams.from_params({"min_history_days": 120, "max_clusters": 4, "top_n": 1})
+    dates = returns.index[300::150]
+    new = selections(returns, value, dates, params)
+    as_before(monkeypatch)
+    old = selections(returns, value, dates, params)
+    assert any(len(s[1]) for s in old) and all(len(s[0]) for s in old)  # vetoes fire, symbols get picked
+    assert_same_selections(new, old)
+
+
+def test_selections_are_those_of_the_per_symbol_code_on_sim_panels(monkeypatch):
+    returns, _ = planted_groups(8, groups=4, per_group=6)
+    panel = ragged(returns, 8)
+    value = liquidity_like(panel)
+    dates = DATES[200::20]
+    ratings = pd.DataFrame({
+        "timestamp": np.repeat(epoch_ms(DATES[[150, 230]]), 2), "symbol": ["SIM:G0S0", "SIM:G1S1"] * 2,
+        "recommend_all": [0.1, 0.2, 0.3, 0.4], "recommend_ma": 0.0, "recommend_other": 0.0,
+    })
+    params = SelectionParams.from_params({**PERMISSIVE, "min_history_days": 60, "top_n": 2})
+    new = selections(panel, value, dates, params, ratings)
+    as_before(monkeypatch)
+    assert_same_selections(new, selections(panel, value, dates, params, ratings))
+
+
+def test_walk_forward_weights_are_unchanged(monkeypatch):
+    """The recipe's weights at every rebalance are bit-identical to the per-symbol code's."""
+    from quantlake.alpha.backtest import BacktestParams, walk_forward
+
+    rng = np.random.default_rng(12)
+    days = pd.date_range("2021-01-01", periods=520, freq="D", name="date")
+    factors = rng.normal(0.0, 0.03, size=(len(days), 3))
+    cols = {f"SIM:A{i:02d}USDT": factors[:, i % 3] + rng.normal(0.0005, 0.01, len(days)) for i in range(18)}
+    cols["SIM:BTCUSDT"] = factors[:, 0]
+    returns = ragged(pd.DataFrame(cols, index=days), 12)
+    value = liquidity_like(returns)
+    params = BacktestParams.from_params({"step_days": 30, "test_days": 30, "selection": {"min_history_days": 100}})
+    new = walk_forward(returns, value, params)
+    as_before(monkeypatch)
+    old = walk_forward(returns, value, params)
+    assert len(old.weights) > 0 and old.weights["date"].nunique() == len(old.windows) > 3
+    pd.testing.assert_frame_equal(new.weights, old.weights, check_exact=True)
+    pd.testing.assert_frame_equal(new.atom_weights, old.atom_weights, check_exact=True)
+    pd.testing.assert_frame_equal(new.equity, old.equity, check_exact=True)
