@@ -424,3 +424,29 @@ def test_walk_forward_weights_are_unchanged(monkeypatch):
     pd.testing.assert_frame_equal(new.weights, old.weights, check_exact=True)
     pd.testing.assert_frame_equal(new.atom_weights, old.atom_weights, check_exact=True)
     pd.testing.assert_frame_equal(new.equity, old.equity, check_exact=True)
+
+
+def reference_latest_ratings(ratings, start, as_of):
+    """The pandas implementation latest_ratings replaced (issue 14)."""
+    day = pd.to_datetime(ratings["timestamp"].to_numpy("int64"), unit="ms")
+    inside = np.asarray((day >= start) & (day <= as_of))
+    rows = ratings.loc[inside].assign(_day=day[inside]).sort_values(["symbol", "_day"], kind="stable")
+    last = rows.groupby("symbol", sort=True).tail(1).set_index("symbol")
+    out = last[["recommend_all", "recommend_ma", "recommend_other"]].astype("float64")
+    out.columns = ["rating_all", "rating_ma", "rating_other"]
+    out.index = pd.Index([str(s) for s in out.index])
+    return out
+
+
+def test_latest_ratings_equal_the_pandas_implementation():
+    rng = np.random.default_rng(13)
+    n = 4000
+    ts = epoch_ms(DATES)[rng.integers(0, len(DATES), n)] + rng.choice([0, 3_600_000], n)  # some off midnight
+    ratings = pd.DataFrame({
+        "timestamp": ts, "symbol": rng.choice([f"SIM:S{i}" for i in range(30)], n),
+        "recommend_all": rng.normal(size=n), "recommend_ma": rng.normal(size=n), "recommend_other": rng.normal(size=n),
+    })  # unsorted, with repeated (symbol, day) rows
+    for start, as_of in ((DATES[0], DATES[-1]), (DATES[100], DATES[140]), (DATES[10], DATES[10]), (DATES[-1] + pd.Timedelta(days=1), DATES[-1] + pd.Timedelta(days=5))):
+        got = selection.latest_ratings(ratings, start, as_of)
+        pd.testing.assert_frame_equal(got, reference_latest_ratings(ratings, start, as_of), check_index_type=False)
+    assert len(selection.latest_ratings(ratings, DATES[10], DATES[10])) > 0

@@ -37,6 +37,8 @@ from quantlake.alpha.returns import to_day
 from quantlake.contracts import ContractError
 
 RATING_COLUMNS = {"rating_all": "recommend_all", "rating_ma": "recommend_ma", "rating_other": "recommend_other"}
+# what the selection reads of the feature table (`Snapshot.features(columns=...)`)
+RATING_SOURCE_COLUMNS = ("timestamp", "symbol", *RATING_COLUMNS.values())
 SCORED_FEATURES = (
     "momentum",
     "volatility",
@@ -228,17 +230,17 @@ def latest_ratings(ratings: pd.DataFrame | None, start: pd.Timestamp, as_of: pd.
     columns = list(RATING_COLUMNS)
     if ratings is None or len(ratings) == 0:
         return pd.DataFrame(columns=columns, dtype="float64")
-    missing = [c for c in ("timestamp", "symbol", *RATING_COLUMNS.values()) if c not in ratings.columns]
+    missing = [c for c in RATING_SOURCE_COLUMNS if c not in ratings.columns]
     if missing:
         raise ContractError(f"technical ratings table: missing column(s) {missing}")
-    day = pd.to_datetime(ratings["timestamp"].to_numpy("int64"), unit="ms")
-    inside = np.asarray((day >= start) & (day <= as_of))
-    rows = ratings.loc[inside].assign(_day=day[inside]).sort_values(["symbol", "_day"], kind="stable")
-    last = rows.groupby("symbol", sort=True).tail(1).set_index("symbol")
-    out = last[list(RATING_COLUMNS.values())].astype("float64")
-    out.columns = columns
-    out.index = pd.Index([str(s) for s in out.index])
-    return out
+    ts = ratings["timestamp"].to_numpy("int64")  # epoch ms; the days are compared as ms too
+    inside = np.flatnonzero((ts >= start.value // 1_000_000) & (ts <= as_of.value // 1_000_000))
+    codes, names = pd.factorize(ratings["symbol"].to_numpy()[inside], sort=True)
+    inside, codes = inside[codes >= 0], codes[codes >= 0]
+    order = np.lexsort((ts[inside], codes))  # by symbol, then day; stable: a repeated day keeps table order
+    last = order[np.r_[codes[order][1:] != codes[order][:-1], True]] if order.size else order
+    values = ratings[list(RATING_COLUMNS.values())].to_numpy("float64")[inside[last]]
+    return pd.DataFrame(values, index=pd.Index([str(names[c]) for c in codes[last]]), columns=columns)
 
 
 # --------------------------------------------------------------------------- vetoes

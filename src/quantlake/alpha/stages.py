@@ -29,7 +29,7 @@ from ..storage import atomic_write_bytes, atomic_write_json, read_json, table_to
 from .backtest import CURVES, optimize_atoms, recipe_inputs, walk_forward
 from .provenance import backtest_params, stamp
 from .returns import DATE_INDEX_NAME, panels_from_files
-from .selection import select_assets
+from .selection import RATING_SOURCE_COLUMNS, select_assets
 from .snapshot import Snapshot, load_snapshot, take_snapshot
 from .synthesis import Atom, AtomSet, synthesize
 from .tearsheet import render_tearsheet
@@ -88,7 +88,9 @@ def _inputs(alpha_dir: Path, snapshot_dir: Path):
 def run_select(alpha_dir: Path, snapshot_dir: Path, params: dict) -> dict:
     snap, as_of, returns, traded_value = _inputs(alpha_dir, snapshot_dir)
     recipe = backtest_params(params)
-    selection = select_assets(returns, traded_value, as_of, recipe.selection, snap.features())
+    start = as_of - pd.Timedelta(days=recipe.selection.train_days - 1)  # the ratings it reads
+    ratings = snap.features(columns=RATING_SOURCE_COLUMNS, start=start, end=as_of)
+    selection = select_assets(returns, traded_value, as_of, recipe.selection, ratings)
     doc = {**stamp(snap.snapshot_id, params, sections=("selection",)), **selection.to_dict()}
     atomic_write_json(alpha_dir / SELECTION, doc)
     return doc
@@ -153,7 +155,7 @@ def run_backtest(alpha_dir: Path, snapshot_dir: Path, out_dir: Path, params: dic
     snap = load_snapshot(snapshot_dir)
     returns, traded_value = read_wide(alpha_dir / RETURNS), read_wide(alpha_dir / TRADED_VALUE)
     recipe = backtest_params(params)
-    result = walk_forward(returns, traded_value, recipe, snap.features())
+    result = walk_forward(returns, traded_value, recipe, snap.features(columns=RATING_SOURCE_COLUMNS))
     prov = stamp(snap.snapshot_id, params)
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = {**result.metrics, "run": {**prov, "as_of": snap.manifest["as_of"], "method": recipe.optimize.method}}
