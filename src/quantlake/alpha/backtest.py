@@ -347,7 +347,7 @@ def walk_forward(
             strategy, synthesize(held, portfolio.selection.selected, params.synthesis),
             portfolio.atom_weights, test, symbol_returns, column, params.cost_rate,
         )
-        pool = [s for s in panel.columns if math.isfinite(panel.at[t, s])]  # traded on the rebalance date
+        pool = list(panel.columns[np.isfinite(panel.loc[t].to_numpy("float64"))])  # traded on the rebalance date
         ew_atoms = synthesize(held, pool, SynthesisParams(logics=("long",)))
         ew_weights = pd.Series(1.0 / max(len(pool), 1), index=ew_atoms.ids, dtype="float64")
         ew_net, ew_trades, ew_costs = _hold_atoms(
