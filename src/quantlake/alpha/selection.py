@@ -209,7 +209,9 @@ def window_features(window: pd.DataFrame, traded_value: pd.DataFrame, params: Se
     p = PERIODS_PER_YEAR
     packed = window_stats.pack(window.to_numpy("float64"))
     log_r = window_stats.log_returns(packed)
-    value = traded_value.reindex(columns=window.columns).to_numpy("float64")
+    if not traded_value.columns.equals(window.columns):
+        traded_value = traded_value.reindex(columns=window.columns)
+    value = traded_value.to_numpy("float64")
     columns = {
         "n_returns": packed[1].astype("float64"),
         "momentum": window_stats.annualised_momentum(packed, log_r, p),

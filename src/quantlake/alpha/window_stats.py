@@ -29,9 +29,11 @@ def pack(window: np.ndarray) -> Packed:
     """Move each column's observed (non-NaN) values of a days x symbols array to the front, in order."""
     values = np.asarray(window, dtype="float64").T  # symbols x days
     observed = ~np.isnan(values)
+    n = observed.sum(axis=1)
+    if observed.all():  # nothing to move
+        return np.ascontiguousarray(values), n, observed
     order = np.argsort(~observed, axis=1, kind="stable")
     packed = np.ascontiguousarray(np.take_along_axis(values, order, axis=1))
-    n = observed.sum(axis=1)
     valid = np.arange(values.shape[1])[None, :] < n[:, None]
     return packed, n, valid
 
