@@ -130,9 +130,11 @@ def quantlake_loop(returns: pd.DataFrame, value: pd.DataFrame, step: int, train:
     return walk_forward(returns, value, backtest_params(recipe_params(step, train))).weights
 
 
-def child(contender: str, data: Path, step: int, train: int, out: Path) -> None:
+def child(contender: str, data: Path, step: int, train: int, out: Path, src: Path) -> None:
     import resource
 
+    # common.py put this checkout's src/ first on sys.path: the run must import `src` instead
+    sys.path[:] = [str(src)] + [p for p in sys.path if p not in (str(SRC), str(src))]
     returns = pd.read_parquet(data / "returns.parquet")
     value = pd.read_parquet(data / "traded_value.parquet")
     import scipy.cluster.hierarchy  # noqa: F401  (importing a library is not the loop's cost)
@@ -142,7 +144,11 @@ def child(contender: str, data: Path, step: int, train: int, out: Path) -> None:
         import skfolio.model_selection  # noqa: F401
         import skfolio.optimization  # noqa: F401
     elif contender == "quantlake":
-        import quantlake.alpha.backtest  # noqa: F401
+        import quantlake.alpha.backtest
+
+        loaded = Path(quantlake.alpha.backtest.__file__).resolve()
+        if not loaded.is_relative_to(src.resolve()):
+            raise RuntimeError(f"quantlake was imported from {loaded}, not from {src}")
     start = time.perf_counter()
     if contender == "floor":
         weights = floor_loop(returns, step, train)
@@ -163,7 +169,7 @@ def child(contender: str, data: Path, step: int, train: int, out: Path) -> None:
 def run_child(contender: str, src: Path, data: Path, args: argparse.Namespace, out: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     cmd = [sys.executable, __file__, "--child", contender, "--data", str(data), "--step", str(args.step),
-           "--train", str(args.train), "--out", str(out)]
+           "--train", str(args.train), "--out", str(out), "--src", str(src)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"{contender} run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -192,9 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--child", choices=CONTENDERS, help=argparse.SUPPRESS)
     ap.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--src", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        child(args.child, args.data, args.step, args.train, args.out)
+        child(args.child, args.data, args.step, args.train, args.out, args.src)
         return 0
 
     with tempfile.TemporaryDirectory(prefix="ql-bench-wf-") as name:
