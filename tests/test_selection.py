@@ -450,3 +450,10 @@ def test_latest_ratings_equal_the_pandas_implementation():
         got = selection.latest_ratings(ratings, start, as_of)
         pd.testing.assert_frame_equal(got, reference_latest_ratings(ratings, start, as_of), check_index_type=False)
     assert len(selection.latest_ratings(ratings, DATES[10], DATES[10])) > 0
+
+
+def test_average_rank_is_pandas_rank():
+    rng = np.random.default_rng(14)
+    for x in (rng.normal(size=50), rng.integers(0, 5, 40).astype(float), np.array([3.0]), np.array([1.0, 1.0, 1.0]),
+              np.array([-np.inf, 2.0, np.inf, 2.0])):
+        assert selection.average_rank(x).tolist() == pd.Series(x).rank(method="average").tolist()

@@ -27,7 +27,6 @@ import numpy as np
 import pandas as pd
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
-from scipy.stats import rankdata
 
 from quantlake.alpha import window_stats
 from quantlake.alpha._params import check, from_plain_dict
@@ -308,9 +307,20 @@ def _centred_rank(x: np.ndarray) -> np.ndarray:
     known = ~np.isnan(x)
     n = int(known.sum())
     out = np.zeros(x.size)
-    if n > 1:  # average ranks of ties, as Series.rank(method="average"); NaN -> the middle, 0
-        out[known] = (rankdata(x[known], method="average") - 1.0) / (n - 1) - 0.5
+    if n > 1:  # NaN -> the middle, 0
+        out[known] = (average_rank(x[known]) - 1.0) / (n - 1) - 0.5
     return out
+
+
+def average_rank(x: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties sharing the mean of their ranks (Series.rank(method="average"))."""
+    order = np.argsort(x, kind="stable")
+    v = x[order]
+    starts = np.flatnonzero(np.r_[True, v[1:] != v[:-1]])  # first position of each run of equal values
+    ends = np.r_[starts[1:], v.size]
+    ranks = np.empty(x.size)
+    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)  # mean of ranks start+1..end
+    return ranks
 
 
 # --------------------------------------------------------------------------- clusters
