@@ -167,21 +167,30 @@ def select_assets(
         raise ContractError(f"select_assets: the returns matrix needs a DatetimeIndex of days, got {type(returns.index).__name__}")
     as_of = to_day(as_of)
     start = as_of - pd.Timedelta(days=params.train_days - 1)
-    day = returns.index
-    window = returns.loc[(day >= start) & (day <= as_of)]
+    day, symbols = returns.index, returns.columns.tolist()
+    values = returns.to_numpy("float64")  # one date x symbol array; the windows are row slices of it
     if not traded_value.columns.equals(returns.columns):
         traded_value = traded_value.reindex(columns=returns.columns)
-    value_window = traded_value.loc[(traded_value.index >= start) & (traded_value.index <= as_of)]
-    features = window_features(window, value_window, params)
+    value_day = traded_value.index
+    columns = _feature_columns(
+        values[np.asarray((day >= start) & (day <= as_of))],
+        traded_value.to_numpy("float64")[np.asarray((value_day >= start) & (value_day <= as_of))],
+        params,
+    )
     rated = latest_ratings(ratings, start, as_of)
+    rated = rated.reindex(symbols) if len(rated) else None
     for column in RATING_COLUMNS:
-        features[column] = rated[column].reindex(features.index) if len(rated) else math.nan
+        columns[column] = rated[column].to_numpy("float64") if rated is not None else np.full(len(symbols), math.nan)
+    features = pd.DataFrame(columns, index=pd.Index(symbols), columns=list(FEATURE_COLUMNS), dtype="float64")
     vetoes = veto_reasons(features, params, start, as_of)
-    eligible = [s for s in features.index if s not in vetoes]
-    scores = composite_score(features.loc[eligible], params.score_weights)
-    # the clustering reads the longest lookback only (`correlation_distance`)
-    recent = (day > as_of - pd.Timedelta(days=max(params.lookbacks))) & (day <= as_of)
-    history = returns.iloc[np.flatnonzero(recent), returns.columns.get_indexer(eligible)]
+    keep = np.array([s not in vetoes for s in symbols], dtype=bool)
+    eligible = [s for s, k in zip(symbols, keep) if k]
+    scores = composite_score(features.iloc[np.flatnonzero(keep)], params.score_weights)
+    # the clustering reads the longest lookback only (`correlation_distance`), symbols sorted
+    recent = np.asarray((day > as_of - pd.Timedelta(days=max(params.lookbacks))) & (day <= as_of))
+    by_name = sorted(range(len(eligible)), key=lambda i: eligible[i])
+    cols = np.flatnonzero(keep)[by_name]
+    history = pd.DataFrame(values[recent][:, cols], index=day[recent], columns=[eligible[i] for i in by_name])
     clusters = cluster_symbols(history, as_of, params, scores)
     score_of = dict(zip(scores.index, scores.to_numpy().tolist()))
     cluster_of = dict(zip(clusters.index, clusters.to_numpy().tolist()))
@@ -205,13 +214,18 @@ def window_features(window: pd.DataFrame, traded_value: pd.DataFrame, params: Se
     Each statistic is `signals.py`'s definition on the symbol's observed returns (NaN dropped),
     computed for all symbols in one vectorised pass (`window_stats`).
     """
-    p = PERIODS_PER_YEAR
-    packed = window_stats.pack(window.to_numpy("float64"))
-    log_r = window_stats.log_returns(packed)
     if not traded_value.columns.equals(window.columns):
         traded_value = traded_value.reindex(columns=window.columns)
-    value = traded_value.to_numpy("float64")
-    columns = {
+    columns = _feature_columns(window.to_numpy("float64"), traded_value.to_numpy("float64"), params)
+    return pd.DataFrame(columns, index=pd.Index(window.columns.tolist()), dtype="float64")
+
+
+def _feature_columns(window: np.ndarray, traded_value: np.ndarray, params: SelectionParams) -> dict[str, np.ndarray]:
+    """window_features on date x symbol arrays: feature name -> one value per symbol (column)."""
+    p = PERIODS_PER_YEAR
+    packed = window_stats.pack(window)
+    log_r = window_stats.log_returns(packed)
+    return {
         "n_returns": packed[1].astype("float64"),
         "momentum": window_stats.annualised_momentum(packed, log_r, p),
         "volatility": window_stats.annualised_volatility(packed, p),
@@ -221,9 +235,8 @@ def window_features(window: pd.DataFrame, traded_value: pd.DataFrame, params: Se
         "skew": window_stats.skewness(packed),
         "kurtosis": window_stats.excess_kurtosis(packed),
         "cvar": window_stats.conditional_value_at_risk(packed, params.cvar_level),
-        "liquidity": window_stats.median(window_stats.pack(value)),
+        "liquidity": window_stats.median(window_stats.pack(traded_value)),
     }
-    return pd.DataFrame(columns, index=pd.Index(list(window.columns)), dtype="float64")
 
 
 def latest_ratings(ratings: pd.DataFrame | None, start: pd.Timestamp, as_of: pd.Timestamp) -> pd.DataFrame:
@@ -335,7 +348,9 @@ def cluster_symbols(
         return pd.Series([], dtype="int64")
     if len(symbols) == 1:
         return pd.Series([0], index=symbols, dtype="int64")
-    distance = correlation_distance(history[symbols], as_of, params.lookbacks, params.min_overlap_days)
+    if history.columns.tolist() != symbols:
+        history = history[symbols]
+    distance = correlation_distance(history, as_of, params.lookbacks, params.min_overlap_days)
     tree = linkage(squareform(distance, checks=False), method="ward")
     labels = fcluster(tree, t=params.cluster_threshold, criterion="distance")
     if labels.max() > params.max_clusters:
