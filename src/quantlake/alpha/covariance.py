@@ -16,6 +16,8 @@ equals sum_t (sum_i x_ti^2)^2, an O(T n) sum instead of an O(T n^2) product.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 COVARIANCE_ESTIMATORS = ("ledoit_wolf", "sample")
@@ -165,6 +167,11 @@ def _pairwise_moments(values: np.ndarray, min_periods: int) -> tuple[np.ndarray,
 
 def _symmetric(a: np.ndarray) -> np.ndarray:
     """The upper triangle mirrored onto the lower one (exactly symmetric, as pandas returns)."""
-    lower = np.tril_indices(a.shape[0], -1)
+    lower = _lower_triangle(a.shape[0])
     a[lower] = a.T[lower]
     return a
+
+
+@functools.lru_cache(maxsize=8)
+def _lower_triangle(n: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.tril_indices(n, -1)

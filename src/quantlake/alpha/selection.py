@@ -177,8 +177,8 @@ def select_assets(
         traded_value.to_numpy("float64")[np.asarray((value_day >= start) & (value_day <= as_of))],
         params,
     )
-    rated = latest_ratings(ratings, start, as_of)
-    rated = rated.reindex(symbols) if len(rated) else None
+    rated = latest_ratings(ratings, start, as_of) if ratings is not None and len(ratings) else None
+    rated = rated.reindex(symbols) if rated is not None and len(rated) else None
     for column in RATING_COLUMNS:
         columns[column] = rated[column].to_numpy("float64") if rated is not None else np.full(len(symbols), math.nan)
     features = pd.DataFrame(columns, index=pd.Index(symbols), columns=list(FEATURE_COLUMNS), dtype="float64")
