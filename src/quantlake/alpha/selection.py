@@ -268,9 +268,18 @@ def veto_reasons(
     window = f"{start.date()}..{as_of.date()}"
     out = {}
     names = ("n_returns", "volatility", "efficiency", "entropy", "hurst", "liquidity")
-    rows = zip(*(features[k].to_numpy("float64").tolist() for k in names))
-    for sym, values in zip(features.index, rows):
-        f = dict(zip(names, values))
+    col = {k: features[k].to_numpy("float64") for k in names}
+    with np.errstate(invalid="ignore"):  # the rules below, at once: only the symbols that break one are visited
+        suspect = (
+            (col["n_returns"] < params.min_history_days)
+            | ~np.all([np.isfinite(col[k]) for k in ("volatility", "efficiency", "entropy", "hurst")], axis=0)
+            | (col["volatility"] == 0) | (col["volatility"] > params.max_volatility)
+            | (col["entropy"] > params.max_entropy) | (col["efficiency"] < params.min_efficiency)
+            | ~(col["liquidity"] >= params.min_traded_value)
+        )
+    symbols = features.index.tolist()
+    for i in np.flatnonzero(suspect).tolist():
+        sym, f = symbols[i], {k: float(col[k][i]) for k in names}
         if f["n_returns"] < params.min_history_days:
             out[sym] = (
                 f"short history: {int(f['n_returns'])} daily returns in the train window {window} "
