@@ -11,9 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quantlake.alpha import signals
+from conftest import load_freqtrade, real_bases
+from quantlake.alpha import selection, signals
+from quantlake.alpha.metrics import PERIODS_PER_YEAR
+from quantlake.alpha.returns import returns_matrix, traded_value_matrix
+from quantlake.alpha.selection import SelectionParams, centred_rank, composite_score, select_assets, window_features
 from quantlake.params_base import ParamsError
-from quantlake.alpha.selection import SelectionParams, centred_rank, composite_score, select_assets
 
 DATES = pd.date_range("2022-01-01", periods=300, freq="D", name="date")
 PERMISSIVE = dict(
@@ -281,3 +284,232 @@ def test_simple_statistics():
     assert signals.efficiency_ratio(np.full(10, 0.01)) == pytest.approx(1.0)
     assert signals.efficiency_ratio(np.array([0.1, 1 / 1.1 - 1])) == pytest.approx(0.0, abs=1e-12)
     assert math.isnan(signals.skewness(np.zeros(10)))
+
+
+# --------------------------------------------------------------------------- vectorised = per-symbol
+
+
+def reference_window_features(window: pd.DataFrame, traded_value: pd.DataFrame, params: SelectionParams) -> pd.DataFrame:
+    """The per-symbol loop `window_features` replaced (issue 14): signals.py on each dropna'd column."""
+    p = PERIODS_PER_YEAR
+    stats = {
+        "momentum": lambda r: signals.annualised_momentum(r, p),
+        "volatility": lambda r: signals.annualised_volatility(r, p),
+        "efficiency": signals.efficiency_ratio,
+        "entropy": lambda r: signals.permutation_entropy(r, params.entropy_order),
+        "hurst": lambda r: signals.hurst_exponent(r, params.hurst_max_lag),
+        "skew": signals.skewness,
+        "kurtosis": signals.excess_kurtosis,
+        "cvar": lambda r: signals.conditional_value_at_risk(r, params.cvar_level),
+    }
+    rows = {}
+    for sym in window.columns:
+        r = window[sym].dropna().to_numpy("float64")
+        row = {"n_returns": float(r.size)}
+        row.update({name: (f(r) if r.size else math.nan) for name, f in stats.items()})
+        traded = traded_value[sym].dropna().to_numpy("float64") if sym in traded_value else np.empty(0)
+        row["liquidity"] = float(np.median(traded)) if traded.size else math.nan
+        rows[sym] = row
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["n_returns", *stats, "liquidity"], dtype="float64")
+
+
+def pandas_corr(values: np.ndarray, min_periods: int) -> np.ndarray:
+    return pd.DataFrame(values).corr(min_periods=min_periods).to_numpy("float64")
+
+
+def reference_feature_columns(window: np.ndarray, traded_value: np.ndarray, params: SelectionParams) -> dict:
+    """`_feature_columns` (what select_assets calls) computed by the per-symbol loop."""
+    frame = reference_window_features(pd.DataFrame(window), pd.DataFrame(traded_value), params)
+    return {name: frame[name].to_numpy("float64") for name in frame.columns}
+
+
+def reference_veto_reasons(features, params, start, as_of) -> dict[str, str]:
+    """The row-by-row veto_reasons the numpy rules replaced (issue 14)."""
+    s, window, out = "selection", f"{start.date()}..{as_of.date()}", {}
+    for sym, f in features.iterrows():
+        if f["n_returns"] < params.min_history_days:
+            out[sym] = (f"short history: {int(f['n_returns'])} daily returns in the train window {window} "
+                        f"(< {s}.min_history_days={params.min_history_days})")
+            continue
+        reasons = []
+        undefined = [k for k in ("volatility", "efficiency", "entropy", "hurst") if not math.isfinite(f[k])]
+        if undefined or f["volatility"] == 0:
+            reasons.append(f"undefined statistics (flat or degenerate price path): {', '.join(undefined) or 'volatility'}")
+        if f["volatility"] > params.max_volatility:
+            reasons.append(f"extreme volatility: {f['volatility']:.3f} annualised (> {s}.max_volatility={params.max_volatility})")
+        if f["entropy"] > params.max_entropy:
+            reasons.append(f"unpredictable: permutation entropy {f['entropy']:.4f} (> {s}.max_entropy={params.max_entropy})")
+        if f["efficiency"] < params.min_efficiency:
+            reasons.append(f"unpredictable: efficiency ratio {f['efficiency']:.4f} (< {s}.min_efficiency={params.min_efficiency})")
+        if not f["liquidity"] >= params.min_traded_value:
+            reasons.append(f"illiquid: median traded value {f['liquidity']:.6g} (< {s}.min_traded_value={params.min_traded_value})")
+        if reasons:
+            out[sym] = "; ".join(reasons)
+    return out
+
+
+def reference_composite_score(features: pd.DataFrame, weights) -> pd.Series:
+    """The pandas-rank composite_score the numpy ranks replaced (issue 14)."""
+    score = pd.Series(0.0, index=features.index, dtype="float64")
+    for name, weight in weights:
+        x = features[name]
+        n = int(x.notna().sum())
+        rank = pd.Series(0.0, index=x.index) if n <= 1 else ((x.rank(method="average") - 1.0) / (n - 1) - 0.5).fillna(0.0)
+        score = score + weight * rank
+    return score
+
+
+def as_before(monkeypatch) -> None:
+    """select_assets with the math of the code before issue 14: per-symbol features, row-by-row
+    vetoes, pandas ranks, pandas ratings lookup and pandas' correlations. Everything else (the
+    pool rules: a bar on as_of, the point-in-time universe) is the same code, so the comparison
+    is of the math on the same inputs."""
+    monkeypatch.setattr(selection, "_feature_columns", reference_feature_columns)
+    monkeypatch.setattr(selection, "window_features", reference_window_features)
+    monkeypatch.setattr(selection, "veto_reasons", reference_veto_reasons)
+    monkeypatch.setattr(selection, "composite_score", reference_composite_score)
+    monkeypatch.setattr(selection, "latest_ratings", reference_latest_ratings)
+    monkeypatch.setattr(selection, "pairwise_corr", pandas_corr)
+
+
+def ragged(returns: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Holes and late listings, so the features see closed-up gaps and short histories."""
+    rng = np.random.default_rng(seed)
+    out = returns.mask(rng.random(returns.shape) < 0.04)
+    for j, sym in enumerate(out.columns[::3]):
+        out.loc[out.index[: 40 * (j + 1)], sym] = np.nan
+    return out
+
+
+@pytest.fixture(scope="module")
+def real_panel() -> tuple[pd.DataFrame, pd.DataFrame]:
+    bars = {f"BINANCE:{b}USDT": load_freqtrade(b) for b in real_bases()}
+    return returns_matrix(bars), traded_value_matrix(bars)
+
+
+def assert_features_equal(window: pd.DataFrame, value: pd.DataFrame, params: SelectionParams) -> None:
+    got, want = window_features(window, value, params), reference_window_features(window, value, params)
+    assert list(got.index) == list(want.index) and list(got.columns) == list(want.columns)
+    a, b = got.to_numpy(), want.to_numpy()
+    assert np.array_equal(np.isnan(a), np.isnan(b))
+    np.testing.assert_allclose(a, b, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_window_features_equal_the_per_symbol_loop_on_sim_panels(seed):
+    returns, _ = planted_groups(seed, groups=3, per_group=5)
+    for panel in (returns, ragged(returns, seed), veto_panel()[0]):
+        value = liquidity_like(panel).mask(np.random.default_rng(seed).random(panel.shape) < 0.1)
+        for params in (SelectionParams.from_params(PERMISSIVE), SelectionParams.from_params({**PERMISSIVE, "entropy_order": 4, "hurst_max_lag": 8})):
+            assert_features_equal(panel.iloc[-250:], value.iloc[-250:], params)
+
+
+def test_window_features_equal_the_per_symbol_loop_on_real_recordings(real_panel):
+    returns, value = real_panel
+    params = SelectionParams()
+    ends = returns.index[[200, len(returns) // 3, len(returns) // 2, -1]]
+    for end in ends:  # early windows hold symbols listed late: short and empty columns
+        window = returns.loc[end - pd.Timedelta(days=params.train_days - 1) : end]
+        assert_features_equal(window, value.loc[window.index], params)
+
+
+def selections(returns, value, dates, params, ratings=None, eligible=None):
+    out = []
+    for as_of in dates:
+        s = select_assets(returns, value, as_of, params, ratings, eligible)
+        out.append((s.selected, s.vetoes, s.clusters.to_dict(), s.scores, s.features))
+    return out
+
+
+def assert_same_selections(new, old) -> None:
+    for (sel, veto, clusters, scores, features), (sel0, veto0, clusters0, scores0, features0) in zip(new, old):
+        assert sel == sel0 and veto == veto0 and clusters == clusters0
+        pd.testing.assert_series_equal(scores, scores0, rtol=1e-12)
+        pd.testing.assert_frame_equal(features, features0, rtol=1e-12)
+
+
+def test_selections_are_those_of_the_per_symbol_code_on_real_recordings(real_panel, monkeypatch):
+    returns, value = real_panel
+    params = SelectionParams.from_params({"min_history_days": 120, "max_clusters": 4, "top_n": 1})
+    dates = returns.index[300::150]
+    new = selections(returns, value, dates, params)
+    as_before(monkeypatch)
+    old = selections(returns, value, dates, params)
+    assert any(len(s[1]) for s in old) and all(len(s[0]) for s in old)  # vetoes fire, symbols get picked
+    assert_same_selections(new, old)
+
+
+def test_selections_are_those_of_the_per_symbol_code_on_sim_panels(monkeypatch):
+    returns, _ = planted_groups(8, groups=4, per_group=6)
+    panel = ragged(returns, 8)
+    value = liquidity_like(panel)
+    dates = DATES[200::20]
+    ratings = pd.DataFrame({
+        "timestamp": np.repeat(epoch_ms(DATES[[150, 230]]), 2), "symbol": ["SIM:G0S0", "SIM:G1S1"] * 2,
+        "recommend_all": [0.1, 0.2, 0.3, 0.4], "recommend_ma": 0.0, "recommend_other": 0.0,
+    })
+    eligible = pd.DataFrame(True, index=panel.index, columns=panel.columns)
+    eligible.loc[DATES[210:265], ["SIM:G2S0", "SIM:G3S1"]] = False  # out of the universe for a while
+    params = SelectionParams.from_params({**PERMISSIVE, "min_history_days": 60, "top_n": 2})
+    new = selections(panel, value, dates, params, ratings, eligible)
+    reasons = [r for s in new for r in s[1].values()]
+    assert any("not in the point-in-time universe" in r for r in reasons)  # the pool rules fire
+    assert any(r.startswith("no bar on") for r in reasons)
+    as_before(monkeypatch)
+    assert_same_selections(new, selections(panel, value, dates, params, ratings, eligible))
+
+
+def test_walk_forward_weights_are_unchanged(monkeypatch):
+    """The recipe's weights at every rebalance are bit-identical to the per-symbol code's."""
+    from quantlake.alpha.backtest import BacktestParams, walk_forward
+
+    rng = np.random.default_rng(12)
+    days = pd.date_range("2021-01-01", periods=520, freq="D", name="date")
+    factors = rng.normal(0.0, 0.03, size=(len(days), 3))
+    cols = {f"SIM:A{i:02d}USDT": factors[:, i % 3] + rng.normal(0.0005, 0.01, len(days)) for i in range(18)}
+    cols["SIM:BTCUSDT"] = factors[:, 0]
+    returns = ragged(pd.DataFrame(cols, index=days), 12)
+    value = liquidity_like(returns)
+    params = BacktestParams.from_params({"step_days": 30, "test_days": 30, "selection": {"min_history_days": 100}})
+    eligible = pd.DataFrame(True, index=days, columns=returns.columns)
+    eligible.loc[days[200:320], ["SIM:A01USDT", "SIM:A05USDT"]] = False
+    new = walk_forward(returns, value, params, eligible=eligible)
+    as_before(monkeypatch)
+    old = walk_forward(returns, value, params, eligible=eligible)
+    assert len(old.weights) > 0 and old.weights["date"].nunique() == len(old.windows) > 3
+    pd.testing.assert_frame_equal(new.weights, old.weights, check_exact=True)
+    pd.testing.assert_frame_equal(new.atom_weights, old.atom_weights, check_exact=True)
+    pd.testing.assert_frame_equal(new.equity, old.equity, check_exact=True)
+
+
+def reference_latest_ratings(ratings, start, as_of):
+    """The pandas implementation latest_ratings replaced (issue 14)."""
+    day = pd.to_datetime(ratings["timestamp"].to_numpy("int64"), unit="ms")
+    inside = np.asarray((day >= start) & (day <= as_of))
+    rows = ratings.loc[inside].assign(_day=day[inside]).sort_values(["symbol", "_day"], kind="stable")
+    last = rows.groupby("symbol", sort=True).tail(1).set_index("symbol")
+    out = last[["recommend_all", "recommend_ma", "recommend_other"]].astype("float64")
+    out.columns = ["rating_all", "rating_ma", "rating_other"]
+    out.index = pd.Index([str(s) for s in out.index])
+    return out
+
+
+def test_latest_ratings_equal_the_pandas_implementation():
+    rng = np.random.default_rng(13)
+    n = 4000
+    ts = epoch_ms(DATES)[rng.integers(0, len(DATES), n)] + rng.choice([0, 3_600_000], n)  # some off midnight
+    ratings = pd.DataFrame({
+        "timestamp": ts, "symbol": rng.choice([f"SIM:S{i}" for i in range(30)], n),
+        "recommend_all": rng.normal(size=n), "recommend_ma": rng.normal(size=n), "recommend_other": rng.normal(size=n),
+    })  # unsorted, with repeated (symbol, day) rows
+    for start, as_of in ((DATES[0], DATES[-1]), (DATES[100], DATES[140]), (DATES[10], DATES[10]), (DATES[-1] + pd.Timedelta(days=1), DATES[-1] + pd.Timedelta(days=5))):
+        got = selection.latest_ratings(ratings, start, as_of)
+        pd.testing.assert_frame_equal(got, reference_latest_ratings(ratings, start, as_of), check_index_type=False)
+    assert len(selection.latest_ratings(ratings, DATES[10], DATES[10])) > 0
+
+
+def test_average_rank_is_pandas_rank():
+    rng = np.random.default_rng(14)
+    for x in (rng.normal(size=50), rng.integers(0, 5, 40).astype(float), np.array([3.0]), np.array([1.0, 1.0, 1.0]),
+              np.array([-np.inf, 2.0, np.inf, 2.0])):
+        assert selection.average_rank(x).tolist() == pd.Series(x).rank(method="average").tolist()

@@ -35,7 +35,6 @@ symbol, no costs (its equity is the price ratio).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +46,7 @@ from quantlake.alpha.metrics import PERIODS_PER_YEAR, performance_metrics, retur
 from quantlake.alpha.parallel import map_ordered
 from quantlake.alpha.returns import DATE_INDEX_NAME, bars_at, to_day
 from quantlake.alpha.sections import BacktestParams, OptimizationParams  # noqa: F401 (re-exported)
-from quantlake.alpha.selection import Selection, SelectionParams, eligible_on, select_assets
+from quantlake.alpha.selection import Selection, eligible_on, select_assets
 from quantlake.alpha.synthesis import AtomSet, SynthesisParams, synthesize
 from quantlake.contracts import ContractError, QuantlakeError
 

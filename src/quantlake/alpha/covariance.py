@@ -32,6 +32,8 @@ With no missing day, ``observed_covariance`` is exactly ``estimate_covariance``.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 
@@ -159,3 +161,101 @@ def correlation_from_covariance(cov: np.ndarray) -> np.ndarray:
     corr = cov / np.outer(sd, sd)
     np.fill_diagonal(corr, 1.0)
     return np.clip(corr, -1.0, 1.0)
+
+
+# --------------------------------------------------------------------------- pairwise-complete
+
+# Column blocks of the pairwise products: bounds the temporaries to ~8 x n x block floats.
+_PAIRWISE_BLOCK = 512
+
+
+def pairwise_cov(values: np.ndarray, min_periods: int) -> np.ndarray:
+    """Pairwise-complete sample covariance (ddof=1) of a (T x n) array with NaN for missing days.
+
+    Equal (to rounding) to ``pd.DataFrame(values).cov(min_periods=min_periods)``: each pair uses
+    the days on which both columns are observed; NaN where they share fewer than
+    `min_periods` days (or fewer than 2); 0 where either column is constant on those days.
+    `min_periods` must be >= 1 (pandas' 0 gives -0.0 for pairs that share no day).
+    """
+    n, dev_x, co, flat = _pairwise_moments(values, min_periods)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = co / (n - 1.0)
+    out[flat | flat.T] = 0.0
+    out[(n < min_periods) | (n < 2)] = np.nan
+    return _symmetric(out)
+
+
+def pairwise_corr(values: np.ndarray, min_periods: int) -> np.ndarray:
+    """Pairwise-complete Pearson correlation, equal (to rounding) to ``DataFrame.corr(min_periods=...)``.
+
+    NaN where a pair shares fewer than `min_periods` days, or where either column is constant
+    on the shared days (pandas' zero divisor); 1 on the diagonal of a defined column.
+    """
+    n, dev_x, co, flat = _pairwise_moments(values, min_periods)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.clip(co / np.sqrt(dev_x * dev_x.T), -1.0, 1.0)  # pandas clips too
+    out[flat | flat.T | (n < min_periods)] = np.nan
+    defined = ~np.isnan(np.diagonal(out))
+    np.fill_diagonal(out, np.where(defined, 1.0, np.nan))
+    return _symmetric(out)
+
+
+def _pairwise_moments(values: np.ndarray, min_periods: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(n, dev_x, co, flat) over the days both columns i and j are observed, as matrix products.
+
+    n[i, j] = number of such days; dev_x[i, j] = sum of squared deviations of column i from its
+    mean over those days; co[i, j] = sum of cross-deviations; flat[i, j] = column i is constant
+    on those days. Columns are centred on their own mean first (the sums are shift-invariant;
+    centring keeps the cancellation small).
+
+    flat: in exact arithmetic dev_x is then 0; computed as ss - s^2 / n it is rounding noise, at
+    most a few n x eps times ss (the centred sum of squares over the same days), whereas for a
+    column that moves ss is of the order of dev_x; `dev_x <= 4 n eps ss` separates the two.
+    """
+    if isinstance(min_periods, bool) or not isinstance(min_periods, (int, np.integer)) or min_periods < 1:
+        raise ValueError(f"min_periods must be an integer >= 1, got {min_periods!r}")
+    x = np.asarray(values, dtype="float64")
+    if x.ndim != 2:
+        raise ValueError(f"expected a 2-D (days x columns) array, got shape {x.shape}")
+    observed = ~np.isnan(x)
+    m = observed.astype("float64")
+    count = m.sum(axis=0)
+    mean = np.where(observed, x, 0.0).sum(axis=0) / np.maximum(count, 1.0)
+    xc = np.where(observed, x - mean, 0.0)
+    sq = xc * xc
+    k = x.shape[1]
+    if observed.all():  # every pair shares every day: one product
+        total, s, ss = float(x.shape[0]), xc.sum(axis=0), sq.sum(axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dev = np.broadcast_to((ss - s * s / total)[:, None], (k, k))
+            co = xc.T @ xc - np.outer(s, s) / total
+            flat = np.broadcast_to(((dev[:, 0] <= 4.0 * np.finfo("float64").eps * total * ss) & (total > 0))[:, None], (k, k))
+        return np.full((k, k), total), dev, co, flat
+    n, dev_x, co = (np.empty((k, k)) for _ in range(3))
+    flat = np.empty((k, k), dtype=bool)
+    eps4 = 4.0 * np.finfo("float64").eps
+    for lo in range(0, k, _PAIRWISE_BLOCK):
+        j = slice(lo, min(lo + _PAIRWISE_BLOCK, k))
+        nj = m.T @ m[:, j]
+        s_i = xc.T @ m[:, j]  # sum of column i over the days shared with column j
+        s_j = m.T @ xc[:, j]  # sum of column j over the days shared with column i
+        ss = sq.T @ m[:, j]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dev = ss - s_i * s_i / nj
+            co[:, j] = xc.T @ xc[:, j] - s_i * s_j / nj
+        n[:, j] = nj
+        dev_x[:, j] = dev
+        flat[:, j] = (dev <= eps4 * nj * ss) & (nj > 0)
+    return n, dev_x, co, flat
+
+
+def _symmetric(a: np.ndarray) -> np.ndarray:
+    """The upper triangle mirrored onto the lower one (exactly symmetric, as pandas returns)."""
+    lower = _lower_triangle(a.shape[0])
+    a[lower] = a.T[lower]
+    return a
+
+
+@functools.lru_cache(maxsize=8)
+def _lower_triangle(n: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.tril_indices(n, -1)

@@ -24,17 +24,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from quantlake.alpha import signals
+from quantlake.alpha import window_stats
+from quantlake.alpha.covariance import pairwise_corr
 from quantlake.alpha.metrics import PERIODS_PER_YEAR
 from quantlake.alpha.returns import bars_at, to_day
 from quantlake.alpha.sections import DEFAULT_SCORE_WEIGHTS, RATING_COLUMNS, SCORED_FEATURES, SelectionParams  # noqa: F401 (re-exported)
 from quantlake.contracts import ContractError
 
+# what the selection reads of the feature table (`Snapshot.features(columns=...)`)
+RATING_SOURCE_COLUMNS = ("timestamp", "symbol", *RATING_COLUMNS.values())
 FEATURE_COLUMNS = ("n_returns", *SCORED_FEATURES)
 
 
@@ -92,23 +95,39 @@ def select_assets(
         raise ContractError(f"select_assets: the returns matrix needs a DatetimeIndex of days, got {type(returns.index).__name__}")
     as_of = to_day(as_of)
     start = as_of - pd.Timedelta(days=params.train_days - 1)
-    window = returns.loc[(returns.index >= start) & (returns.index <= as_of)]
-    value_window = traded_value.reindex(columns=returns.columns).loc[
-        (traded_value.index >= start) & (traded_value.index <= as_of)
-    ]
-    features = window_features(window, value_window, params)
-    features = features.join(latest_ratings(ratings, start, as_of).reindex(features.index))
-    features = features.reindex(columns=list(FEATURE_COLUMNS))
+    day, symbols = returns.index, returns.columns.tolist()
+    values = returns.to_numpy("float64")  # one date x symbol array; the windows are row slices of it
+    if not traded_value.columns.equals(returns.columns):
+        traded_value = traded_value.reindex(columns=returns.columns)
+    value_day = traded_value.index
+    columns = _feature_columns(
+        values[np.asarray((day >= start) & (day <= as_of))],
+        traded_value.to_numpy("float64")[np.asarray((value_day >= start) & (value_day <= as_of))],
+        params,
+    )
+    rated = latest_ratings(ratings, start, as_of) if ratings is not None and len(ratings) else None
+    rated = rated.reindex(symbols) if rated is not None and len(rated) else None
+    for column in RATING_COLUMNS:
+        columns[column] = rated[column].to_numpy("float64") if rated is not None else np.full(len(symbols), math.nan)
+    features = pd.DataFrame(columns, index=pd.Index(symbols), columns=list(FEATURE_COLUMNS), dtype="float64")
+    # the pool rules (no bar on as_of, outside the universe) override the feature rules' reason
     vetoes = {**veto_reasons(features, params, start, as_of), **pool_vetoes(returns, traded_value, as_of, eligible)}
-    passing = [s for s in features.index if s not in vetoes]
-    scores = composite_score(features.loc[passing], params.score_weights)
-    history = returns.loc[returns.index <= as_of, passing]
+    keep = np.array([s not in vetoes for s in symbols], dtype=bool)
+    passing = [s for s, k in zip(symbols, keep) if k]
+    scores = composite_score(features.iloc[np.flatnonzero(keep)], params.score_weights)
+    # the clustering reads the longest lookback only (`correlation_distance`), symbols sorted
+    recent = np.asarray((day > as_of - pd.Timedelta(days=max(params.lookbacks))) & (day <= as_of))
+    by_name = sorted(range(len(passing)), key=lambda i: passing[i])
+    cols = np.flatnonzero(keep)[by_name]
+    history = pd.DataFrame(values[recent][:, cols], index=day[recent], columns=[passing[i] for i in by_name])
     clusters = cluster_symbols(history, as_of, params, scores)
-    ranked = sorted(passing, key=lambda s: (-scores[s], s))
+    score_of = dict(zip(scores.index, scores.to_numpy().tolist()))
+    cluster_of = dict(zip(clusters.index, clusters.to_numpy().tolist()))
+    ranked = sorted(passing, key=lambda s: (-score_of[s], s))
     per_cluster: dict[int, int] = {}
     selected = []
     for sym in ranked:
-        c = int(clusters[sym])
+        c = int(cluster_of[sym])
         if per_cluster.get(c, 0) < params.top_n:
             per_cluster[c] = per_cluster.get(c, 0) + 1
             selected.append(sym)
@@ -119,27 +138,34 @@ def select_assets(
 
 
 def window_features(window: pd.DataFrame, traded_value: pd.DataFrame, params: SelectionParams) -> pd.DataFrame:
-    """Per-symbol statistics of the train window (one row per column of `window`)."""
+    """Per-symbol statistics of the train window (one row per column of `window`).
+
+    Each statistic is `signals.py`'s definition on the symbol's observed returns (NaN dropped),
+    computed for all symbols in one vectorised pass (`window_stats`).
+    """
+    if not traded_value.columns.equals(window.columns):
+        traded_value = traded_value.reindex(columns=window.columns)
+    columns = _feature_columns(window.to_numpy("float64"), traded_value.to_numpy("float64"), params)
+    return pd.DataFrame(columns, index=pd.Index(window.columns.tolist()), dtype="float64")
+
+
+def _feature_columns(window: np.ndarray, traded_value: np.ndarray, params: SelectionParams) -> dict[str, np.ndarray]:
+    """window_features on date x symbol arrays: feature name -> one value per symbol (column)."""
     p = PERIODS_PER_YEAR
-    stats: dict[str, Callable[[np.ndarray], float]] = {
-        "momentum": lambda r: signals.annualised_momentum(r, p),
-        "volatility": lambda r: signals.annualised_volatility(r, p),
-        "efficiency": signals.efficiency_ratio,
-        "entropy": lambda r: signals.permutation_entropy(r, params.entropy_order),
-        "hurst": lambda r: signals.hurst_exponent(r, params.hurst_max_lag),
-        "skew": signals.skewness,
-        "kurtosis": signals.excess_kurtosis,
-        "cvar": lambda r: signals.conditional_value_at_risk(r, params.cvar_level),
+    packed = window_stats.pack(window)
+    log_r = window_stats.log_returns(packed)
+    return {
+        "n_returns": packed[1].astype("float64"),
+        "momentum": window_stats.annualised_momentum(packed, log_r, p),
+        "volatility": window_stats.annualised_volatility(packed, p),
+        "efficiency": window_stats.efficiency_ratio(packed, log_r),
+        "entropy": window_stats.permutation_entropy(packed, params.entropy_order),
+        "hurst": window_stats.hurst_exponent(packed, log_r, params.hurst_max_lag),
+        "skew": window_stats.skewness(packed),
+        "kurtosis": window_stats.excess_kurtosis(packed),
+        "cvar": window_stats.conditional_value_at_risk(packed, params.cvar_level),
+        "liquidity": window_stats.median(window_stats.pack(traded_value)),
     }
-    rows = {}
-    for sym in window.columns:
-        r = window[sym].dropna().to_numpy("float64")
-        row = {"n_returns": float(r.size)}
-        row.update({name: (f(r) if r.size else math.nan) for name, f in stats.items()})
-        traded = traded_value[sym].dropna().to_numpy("float64") if sym in traded_value else np.empty(0)
-        row["liquidity"] = float(np.median(traded)) if traded.size else math.nan
-        rows[sym] = row
-    return pd.DataFrame.from_dict(rows, orient="index", columns=["n_returns", *stats, "liquidity"], dtype="float64")
 
 
 def latest_ratings(ratings: pd.DataFrame | None, start: pd.Timestamp, as_of: pd.Timestamp) -> pd.DataFrame:
@@ -147,17 +173,17 @@ def latest_ratings(ratings: pd.DataFrame | None, start: pd.Timestamp, as_of: pd.
     columns = list(RATING_COLUMNS)
     if ratings is None or len(ratings) == 0:
         return pd.DataFrame(columns=columns, dtype="float64")
-    missing = [c for c in ("timestamp", "symbol", *RATING_COLUMNS.values()) if c not in ratings.columns]
+    missing = [c for c in RATING_SOURCE_COLUMNS if c not in ratings.columns]
     if missing:
         raise ContractError(f"technical ratings table: missing column(s) {missing}")
-    day = pd.to_datetime(ratings["timestamp"].to_numpy("int64"), unit="ms")
-    inside = np.asarray((day >= start) & (day <= as_of))
-    rows = ratings.loc[inside].assign(_day=day[inside]).sort_values(["symbol", "_day"], kind="stable")
-    last = rows.groupby("symbol", sort=True).tail(1).set_index("symbol")
-    out = last[list(RATING_COLUMNS.values())].astype("float64")
-    out.columns = columns
-    out.index = pd.Index([str(s) for s in out.index])
-    return out
+    ts = ratings["timestamp"].to_numpy("int64")  # epoch ms; the days are compared as ms too
+    inside = np.flatnonzero((ts >= start.value // 1_000_000) & (ts <= as_of.value // 1_000_000))
+    codes, names = pd.factorize(ratings["symbol"].to_numpy()[inside], sort=True)
+    inside, codes = inside[codes >= 0], codes[codes >= 0]
+    order = np.lexsort((ts[inside], codes))  # by symbol, then day; stable: a repeated day keeps table order
+    last = order[np.r_[codes[order][1:] != codes[order][:-1], True]] if order.size else order
+    values = ratings[list(RATING_COLUMNS.values())].to_numpy("float64")[inside[last]]
+    return pd.DataFrame(values, index=pd.Index([str(names[c]) for c in codes[last]]), columns=columns)
 
 
 # --------------------------------------------------------------------------- vetoes
@@ -170,7 +196,19 @@ def veto_reasons(
     s = "selection"
     window = f"{start.date()}..{as_of.date()}"
     out = {}
-    for sym, f in features.iterrows():
+    names = ("n_returns", "volatility", "efficiency", "entropy", "hurst", "liquidity")
+    col = {k: features[k].to_numpy("float64") for k in names}
+    with np.errstate(invalid="ignore"):  # the rules below, at once: only the symbols that break one are visited
+        suspect = (
+            (col["n_returns"] < params.min_history_days)
+            | ~np.all([np.isfinite(col[k]) for k in ("volatility", "efficiency", "entropy", "hurst")], axis=0)
+            | (col["volatility"] == 0) | (col["volatility"] > params.max_volatility)
+            | (col["entropy"] > params.max_entropy) | (col["efficiency"] < params.min_efficiency)
+            | ~(col["liquidity"] >= params.min_traded_value)
+        )
+    symbols = features.index.tolist()
+    for i in np.flatnonzero(suspect).tolist():
+        sym, f = symbols[i], {k: float(col[k][i]) for k in names}
         if f["n_returns"] < params.min_history_days:
             out[sym] = (
                 f"short history: {int(f['n_returns'])} daily returns in the train window {window} "
@@ -235,17 +273,34 @@ def composite_score(features: pd.DataFrame, weights: tuple[tuple[str, float], ..
     share of the score; a negative weight rewards low values (volatility, entropy,
     kurtosis). A missing feature (e.g. no rating yet) counts as the middle rank, 0.
     """
-    score = pd.Series(0.0, index=features.index, dtype="float64")
+    score = np.zeros(len(features))
     for name, weight in weights:
-        score = score + weight * centred_rank(features[name])
-    return score
+        score = score + weight * _centred_rank(features[name].to_numpy("float64"))
+    return pd.Series(score, index=features.index, dtype="float64")
 
 
 def centred_rank(x: pd.Series) -> pd.Series:
-    n = int(x.notna().sum())
-    if n <= 1:
-        return pd.Series(0.0, index=x.index)
-    return ((x.rank(method="average") - 1.0) / (n - 1) - 0.5).fillna(0.0)
+    return pd.Series(_centred_rank(x.to_numpy("float64")), index=x.index)
+
+
+def _centred_rank(x: np.ndarray) -> np.ndarray:
+    known = ~np.isnan(x)
+    n = int(known.sum())
+    out = np.zeros(x.size)
+    if n > 1:  # NaN -> the middle, 0
+        out[known] = (average_rank(x[known]) - 1.0) / (n - 1) - 0.5
+    return out
+
+
+def average_rank(x: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties sharing the mean of their ranks (Series.rank(method="average"))."""
+    order = np.argsort(x, kind="stable")
+    v = x[order]
+    starts = np.flatnonzero(np.r_[True, v[1:] != v[:-1]])  # first position of each run of equal values
+    ends = np.r_[starts[1:], v.size]
+    ranks = np.empty(x.size)
+    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)  # mean of ranks start+1..end
+    return ranks
 
 
 # --------------------------------------------------------------------------- clusters
@@ -263,15 +318,19 @@ def cluster_symbols(
         return pd.Series([], dtype="int64")
     if len(symbols) == 1:
         return pd.Series([0], index=symbols, dtype="int64")
-    distance = correlation_distance(history[symbols], as_of, params.lookbacks, params.min_overlap_days)
+    if history.columns.tolist() != symbols:
+        history = history[symbols]
+    distance = correlation_distance(history, as_of, params.lookbacks, params.min_overlap_days)
     tree = linkage(squareform(distance, checks=False), method="ward")
     labels = fcluster(tree, t=params.cluster_threshold, criterion="distance")
     if labels.max() > params.max_clusters:
         labels = fcluster(tree, t=params.max_clusters, criterion="maxclust")
-    raw = pd.Series(labels, index=symbols)
-    best = {c: min((-scores[s], s) for s in raw.index[raw == c]) for c in set(labels)}
+    best: dict[int, tuple[float, str]] = {}
+    for sym, label, score in zip(symbols, labels.tolist(), scores.reindex(symbols).to_numpy().tolist()):
+        if label not in best or (-score, sym) < best[label]:
+            best[label] = (-score, sym)
     order = {c: i for i, c in enumerate(sorted(best, key=best.get))}
-    return raw.map(order).astype("int64")
+    return pd.Series([order[c] for c in labels.tolist()], index=symbols, dtype="int64")
 
 
 def correlation_distance(
@@ -286,9 +345,9 @@ def correlation_distance(
     n = history.shape[1]
     total = np.zeros((n, n))
     count = np.zeros((n, n))
+    values = history.to_numpy("float64")
     for k in lookbacks:
-        recent = history.loc[history.index > as_of - pd.Timedelta(days=k)]
-        rho = recent.corr(min_periods=min_overlap).to_numpy("float64")
+        rho = pairwise_corr(values[np.asarray(history.index > as_of - pd.Timedelta(days=k))], min_overlap)
         d = np.sqrt(0.5 * (1.0 - np.clip(rho, -1.0, 1.0)))
         known = np.isfinite(d)
         total += np.where(known, d, 0.0)

@@ -32,8 +32,10 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Iterable, Sequence
 
 import pandas as pd
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from ..contracts import QuantlakeError, SymbolId, parse_date
@@ -46,6 +48,12 @@ FEATURES_FILE = "tv_technicals_1d.parquet"
 BARS = "bars"
 # The parts of a snapshot: name -> path relative to the snapshot (a file or a directory).
 PARTS = {"bars": BARS, "features": f"features/{FEATURES_FILE}", "universe": UNIVERSE_FILE}
+_DAY_MS = 86_400_000
+
+
+def _epoch_ms(day: Any, name: str) -> int:
+    """Milliseconds since the epoch at the start of a UTC calendar day (date, ISO str, datetime)."""
+    return (parse_date(day, field=name) - dt.date(1970, 1, 1)).days * _DAY_MS
 
 
 class SnapshotError(QuantlakeError):
@@ -87,12 +95,39 @@ class Snapshot:
         """Symbol id -> bars, for every file of the snapshot."""
         return {symbol: read_bars(path) for symbol, path in self.bar_files().items()}
 
-    def features(self) -> pd.DataFrame | None:
-        """The feature table (verified), or None when the snapshot has none."""
+    def features(
+        self,
+        columns: Sequence[str] | None = None,
+        symbols: Iterable[str] | None = None,
+        start: Any = None,
+        end: Any = None,
+    ) -> pd.DataFrame | None:
+        """The feature table (verified; None when the snapshot has none), reading only what is asked.
+
+        `columns`: the columns to read (all when None); `symbols`: keep these symbols' rows;
+        `start` / `end`: keep rows whose `timestamp` falls on a day in [start, end] (inclusive
+        calendar days, UTC). The part is verified against the manifest first; projection and
+        filters then go to `pq.read_table`, so a single file or a directory dataset of fragments
+        is read only where it holds asked rows and columns.
+        """
         if "features" not in self.manifest:
             return None
         self.verify("features")
-        return pq.read_table(self.path / PARTS["features"]).to_pandas()
+        path = self.path / PARTS["features"]
+        schema = pq.read_schema(path) if path.is_file() else ds.dataset(path, format="parquet").schema
+        if columns is not None:
+            unknown = sorted(set(columns) - set(schema.names))
+            if unknown:
+                raise SnapshotError(f"{path}: no column(s) {unknown} in the feature table (columns: {schema.names})")
+            columns = list(columns)
+        filters = []
+        if symbols is not None:
+            filters.append(("symbol", "in", sorted(map(str, symbols))))
+        if start is not None:
+            filters.append(("timestamp", ">=", _epoch_ms(start, "features(start=)")))
+        if end is not None:
+            filters.append(("timestamp", "<", _epoch_ms(end, "features(end=)") + _DAY_MS))
+        return pq.read_table(path, columns=columns, filters=filters or None).to_pandas()
 
     def universe(self) -> pd.DataFrame | None:
         """The point-in-time universe's intervals (verified), or None when the snapshot has none."""

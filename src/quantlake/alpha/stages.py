@@ -39,7 +39,7 @@ from ..params import Params
 from .backtest import CURVES, BacktestResult, optimize_atoms, recipe_inputs, walk_forward
 from .provenance import ALPHA_SECTIONS, params_hash, stamp
 from .returns import DATE_INDEX_NAME, panels_from_files
-from .selection import select_assets
+from .selection import RATING_SOURCE_COLUMNS, select_assets
 from .snapshot import Snapshot, SnapshotError, load_snapshot, take_snapshot
 from .synthesis import Atom, AtomSet, synthesize
 from .tearsheet_figures import headline_metrics, holdings_long, summary_line, tearsheet_figures
@@ -134,7 +134,9 @@ def _inputs(alpha_dir: Path, snapshot_dir: Path):
 def run_select(alpha_dir: Path, snapshot_dir: Path, params: Params) -> dict:
     snap, as_of, returns, traded_value = _inputs(alpha_dir, snapshot_dir)
     recipe = params.backtest
-    selection = select_assets(returns, traded_value, as_of, recipe.selection, snap.features(), universe_mask(snap, returns))
+    start = as_of - pd.Timedelta(days=recipe.selection.train_days - 1)  # the ratings it reads
+    ratings = snap.features(columns=RATING_SOURCE_COLUMNS, start=start, end=as_of)
+    selection = select_assets(returns, traded_value, as_of, recipe.selection, ratings, universe_mask(snap, returns))
     doc = {**stamp(snap.snapshot_id, params, sections=("selection",)), **selection.to_dict()}
     atomic_write_json(alpha_dir / SELECTION, doc)
     return doc
@@ -211,7 +213,8 @@ class BacktestInputs:
 def backtest_inputs(alpha_dir: Path, snapshot_dir: Path) -> BacktestInputs:
     snap = load_snapshot(snapshot_dir, verify=())  # each part is verified when it is read
     returns, traded_value = read_checked(alpha_dir / RETURNS, snap), read_checked(alpha_dir / TRADED_VALUE, snap)
-    return BacktestInputs(snap, returns, traded_value, snap.features(), universe_mask(snap, returns))
+    ratings = snap.features(columns=RATING_SOURCE_COLUMNS)  # only what the selection reads
+    return BacktestInputs(snap, returns, traded_value, ratings, universe_mask(snap, returns))
 
 
 def backtest_from_inputs(inputs: BacktestInputs, params: Params) -> BacktestResult:
