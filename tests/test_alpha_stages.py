@@ -228,7 +228,7 @@ def test_metrics_json_is_the_headline_set_without_ids_and_provenance_has_the_ids
     assert metrics["sharpe"] == full["strategy"]["sharpe"] and metrics["ew_max_dd"] == full["equal_weight"]["max_drawdown"]
     run = read_json(root / "backtest/provenance.json")
     assert set(run) >= {"snapshot_id", "run_id", "params_sha256", "code_version", "as_of", "method"}
-    assert len(run["params_sha256"]) == 64 and run["method"] == PARAMS["optimization"]["method"]
+    assert len(run["params_sha256"]) == 64 and run["method"] == PARAMS.optimization.method
     html = (root / "backtest/tearsheet.html").read_text()
     assert run["run_id"] in html and "<script" not in html
     holdings = pd.read_csv(root / "backtest/holdings.csv")
