@@ -8,17 +8,17 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
 from quantlake.alpha import stages
 from quantlake.alpha.snapshot import PARTS, SnapshotError, load_snapshot, take_snapshot
 from quantlake.data.discovery import ScannerConfig
 from quantlake.data.universe import UniverseSpec, read_universe, universe_to_parquet_bytes
+from quantlake.params import load_params
 from quantlake.storage import atomic_write_json, read_json, sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 AS_OF = dt.date(2026, 11, 20)
-PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+PARAMS = load_params(ROOT / "params.yaml")
 FEATURES = "features/tv_technicals_1d.parquet"
 
 
