@@ -237,15 +237,15 @@ def test_real_quarantine_stays_small_and_labelled():
 def test_an_up_jump_is_contamination_only_above_the_threshold(close, kept):
     res = run(bars([1.0] * 10 + [close] * 20), toxic_threshold=5.0)
     assert (len(res.bars) == 30) is kept
-    assert (res.toxic_reason is None) is kept
+    assert (res.toxic_from is None) is kept
     if not kept:
-        assert rules_fired(res) == ["contamination_unisolated"] and len(res.quarantine) == 20
+        assert rules_fired(res) == ["contamination_unisolated"] and len(res.quarantine) == 20 and len(res.bars) == 10  # the clean past stays
 
 
 @pytest.mark.parametrize("low, kept", [(1 / 5.99, True), (1 / 6.0, True), (1 / 6.01, False)])  # the mirror image of +499% / +501%
 def test_a_down_jump_that_comes_back_is_contamination_only_beyond_the_threshold(low, kept):
     res = run(bars([1.0] * 10 + [low] * 3 + [1.0] * 5), toxic_threshold=5.0)
-    assert res.toxic_reason is None
+    assert res.toxic_from is None
     if kept:
         assert res.quarantine.empty and len(res.bars) == 18
     else:
@@ -254,7 +254,7 @@ def test_a_down_jump_that_comes_back_is_contamination_only_beyond_the_threshold(
 
 def test_a_genuine_450_percent_move_is_kept_with_the_default_threshold():
     res = run(bars([1.0] * 10 + [5.5] * 20))
-    assert res.quarantine.empty and res.toxic_reason is None
+    assert res.quarantine.empty and res.toxic_from is None
 
 
 @pytest.mark.parametrize(
@@ -283,8 +283,8 @@ def test_the_stall_days_boundary(run_length, removed):
 def test_the_max_contamination_days_boundary(stretch, isolated):
     res = run(bars([1.0] * 10 + [1000.0] * stretch + [1.0] * 5))
     if isolated:
-        assert res.toxic_reason is None and rules_fired(res) == ["contamination"]
+        assert res.toxic_from is None and rules_fired(res) == ["contamination"]
         assert len(res.quarantine) == stretch and len(res.bars) == 15
     else:
-        assert res.toxic_reason and rules_fired(res) == ["contamination_unisolated"]
+        assert res.toxic_from is not None and rules_fired(res) == ["contamination_unisolated"]
         assert len(res.bars) == 10
