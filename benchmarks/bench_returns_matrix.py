@@ -39,7 +39,7 @@ import pyarrow.parquet as pq  # noqa: E402
 from common import best_of, load1, mib, print_machine, print_table, tree_bytes, verdict  # noqa: E402
 from quantlake.alpha import returns as returns_module  # noqa: E402
 from quantlake.contracts import DAY_MS, SymbolId, date_to_ms  # noqa: E402
-from quantlake.storage import atomic_write_bars, read_bars  # noqa: E402
+from quantlake.storage import atomic_write_bars, read_ohlcv as read_bars  # noqa: E402
 
 GOAL = 1.5
 FIRST_DAY = dt.date(2017, 1, 1)

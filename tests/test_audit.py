@@ -13,10 +13,11 @@ from quantlake.contracts import SymbolId, validate_catalog, validate_ohlcv
 from quantlake.data.audit import AuditConfig, AuditFailure, quality_score, run_audit
 from quantlake.data.ingest import IngestConfig, ingest_symbols
 from quantlake.data.repair import run_repair
-from quantlake.data.staging import StagingStore
+from quantlake.data.staging import StagingStore, bars_layer
+from quantlake.layer import table_digest
 from quantlake.lakehouse import Layers, recover_swap
 from quantlake.sources.sim import SimExchange
-from quantlake.storage import atomic_write_bars, read_bars, read_json, sha256_file
+from quantlake.storage import read_ohlcv as read_bars, read_json, sha256_file
 
 NOW = dt.datetime(2026, 11, 26, 12, tzinfo=dt.timezone.utc)
 AS_OF = dt.date(2026, 11, 20)
@@ -90,21 +91,27 @@ def test_golden_copy_holds_certified_valid_files_and_no_toxic_one(staged, tmp_pa
     cert = read_json(lake / "certified.json")
     assert "SIM:XVGUSDT" not in cert["symbols"] and not (lake / "SIM_XVGUSDT_1d.parquet").exists()
     assert len(cert["symbols"]) == len(SYMS) - 1
+    fragments = 0
     for sym, entry in cert["symbols"].items():
         path = lake / entry["file"]
-        assert sha256_file(path) == entry["sha256"]
+        assert {p.stem: sha256_file(p) for p in path.glob("*.parquet")} == entry["fragments"]
+        assert table_digest(entry["fragments"]) == entry["sha256"]
         assert validate_ohlcv(read_bars(path), as_of=AS_OF) == []
         staged_file = lake.parent / "staging" / "bars" / entry["file"]
-        if sym == "SIM:DOTUSDT":  # merged with its repairs: written, not linked
+        fragments += len(entry["fragments"])
+        for key in entry["fragments"]:
+            linked = (path / f"{key}.parquet").stat().st_ino == (staged_file / f"{key}.parquet").stat().st_ino
+            # DOT's 2025 fragment is merged with its repairs: written; every other one is linked
+            assert linked == (sym != "SIM:DOTUSDT" or key != "2025"), (sym, key)
+            assert not (path / f"{key}.parquet").stat().st_mode & 0o222  # published read-only
+        if sym == "SIM:DOTUSDT":
             assert len(read_bars(path)) == len(read_bars(staged_file)) + 8
-        else:
-            assert path.stat().st_ino == staged_file.stat().st_ino  # linked, not copied
     report = read_json(lake / "audit.json")
     assert report["by_status"] == {"ok": 3, "stale": 2, "degraded": 6, "toxic": 1}
     assert report["missing_candidates"] == ["SIM:GONEUSDT"]
     assert report["repairs"]["healed"] == 1 and report["repairs"]["unrepairable"] >= 1 and report["repaired_days"] == 8
     assert [(o["from"], o["to"]) for o in report["outages"]] == [("2024-11-11", "2024-11-11")]
-    assert result.linked == len(SYMS) - 2 and result.written == 1 and result.copied == 0
+    assert result.linked == fragments - 1 and result.written == 1 and result.copied == 0
     assert sorted(p.name for p in lake.iterdir() if not p.name.endswith(".parquet")) == ["audit.json", "catalog.json", "certified.json"]
     assert not [p for p in lake.parent.iterdir() if p.name.startswith(".lakehouse")]
 
@@ -117,14 +124,10 @@ def test_audit_is_deterministic(staged, tmp_path):
 
 
 def test_a_file_breaking_the_contract_is_never_certified(staged, tmp_path):
-    layers = Layers(tmp_path / "data")
-    layers.staging_bars.mkdir(parents=True)
-    for name in ("SIM_BTCUSDT_1d.parquet", "SIM_DOGEUSDT_1d.parquet"):
-        os.link(staged.staging_bars / name, layers.staging_bars / name)
+    layers = copy_layers(staged, tmp_path)
     bad = read_bars(layers.staging_bars / "SIM_DOGEUSDT_1d.parquet")
-    bad.loc[5, "low"] = bad.loc[5, "high"] * 2  # broken order written behind ingest's back
-    os.unlink(layers.staging_bars / "SIM_DOGEUSDT_1d.parquet")
-    atomic_write_bars(layers.staging_bars / "SIM_DOGEUSDT_1d.parquet", bad)
+    bad.loc[5, "low"] = bad.loc[5, "high"] * 2  # broken order, committed as an interrupted commit would
+    bars_layer(layers.staging_bars).write("SIM_DOGEUSDT_1d.parquet", bad)
     lake = layers.lakehouse
     run_audit(layers, AuditConfig(as_of=AS_OF))
     cat = read_json(lake / "catalog.json")["symbols"]
@@ -133,9 +136,13 @@ def test_a_file_breaking_the_contract_is_never_certified(staged, tmp_path):
     assert "SIM:DOGEUSDT" not in read_json(lake / "certified.json")["symbols"]
 
 
+def tree(path: Path) -> dict:
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
 def test_a_failed_publication_keeps_the_previous_lakehouse(staged, tmp_path, monkeypatch):
     lake, _ = audit(staged, tmp_path)
-    before = {p.name: p.read_bytes() for p in lake.iterdir()}
+    before = tree(lake)
     import quantlake.data.audit as audit_mod
 
     real = audit_mod.validate_ohlcv
@@ -148,7 +155,7 @@ def test_a_failed_publication_keeps_the_previous_lakehouse(staged, tmp_path, mon
     monkeypatch.setattr(audit_mod, "validate_ohlcv", flaky)
     with pytest.raises(AuditFailure, match="certified file breaks the contract"):
         run_audit(Layers(lake.parent), AuditConfig(as_of=AS_OF))
-    assert {p.name: p.read_bytes() for p in lake.iterdir()} == before
+    assert tree(lake) == before
     assert not [p for p in lake.parent.iterdir() if p.name.startswith(".lakehouse")]
 
 

@@ -147,7 +147,7 @@ def cmd_features(args) -> int:
 
     layers = Layers(Path(args.root))
     state = StagingStore(layers.staging_bars, layers.quarantine).load_state()["symbols"]
-    symbols = [SymbolId.parse(s) for s, e in state.items() if not e.get("toxic_reason") and e.get("rows")]
+    symbols = [SymbolId.parse(s) for s, e in state.items() if not e.get("toxic_reason") and not e.get("corrupt") and e.get("rows")]
     summary = run_features(symbols, lambda sid: read_bars(layers, sid), layers.features)
     for detail in summary.failed.values():
         _say(f"features: FAILED {detail}")

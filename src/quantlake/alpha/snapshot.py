@@ -1,14 +1,21 @@
 """The Alpha Cycle's only input: an immutable, content-hashed snapshot of the Golden Copy.
 
-`take_snapshot` checks that the lakehouse can serve its certified list (every file present,
-its sha256 as certified, certified for the `as_of` asked, not toxic), aborting with the name
-of every symbol that fails, then links (or copies) the files into `artifacts/snapshot/bars/`,
-keeps the certified symbols' feature rows in `artifacts/snapshot/features/`, and writes
-`manifest.json`:
+`take_snapshot` checks that the lakehouse can serve its certified list (every table present,
+each fragment's sha256 as certified, certified for the `as_of` asked, not toxic), aborting
+with the name of every symbol that fails, then links (or copies) the tables' fragments into
+`artifacts/snapshot/bars/` (same layout as the lakehouse: `NAME_1d.parquet/{YEAR}.parquet`),
+keeps the certified symbols' feature rows in `artifacts/snapshot/features/` (month fragments,
+linked when they hold only those symbols), and writes `manifest.json`:
 
     snapshot_id  sha256 over the sorted (file, sha256) list plus as_of
     as_of        the lakehouse's as_of
-    files        {file name: {symbol, sha256, rows, start, end}}
+    files        {table name: {symbol, sha256, fragments: {key: sha256}, rows, start, end}}
+    features     {file, sha256, fragments, rows}
+
+`sha256` of a table is `layer.table_digest` of its fragments. Every manifest entry that has
+`fragments` is verified by `load_snapshot` the same way (`verify_table`), so a new table (the
+universe, ...) is added to the manifest with `table_entry` and verified for free. Snapshot
+files are read-only (linked fragments share their inode with the lakehouse and staging).
 
 The same lakehouse version always gives the same snapshot_id and byte-identical files.
 """
@@ -26,9 +33,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from ..contracts import QuantlakeError, SymbolId, parse_date
+from ..data.features import features_layer
+from ..layer import table_digest, table_hashes
 from ..lakehouse import CERTIFIED
-from ..storage import read_json
-from ..storage import atomic_write_frame, atomic_write_json, link_or_copy, read_bars, sha256_file
+from ..storage import atomic_write_bytes, atomic_write_json, link_or_copy, make_read_only, read_json, read_ohlcv, sha256_file
 
 MANIFEST = "manifest.json"
 FEATURES_FILE = "tv_technicals_1d.parquet"
@@ -61,7 +69,7 @@ class Snapshot:
 
     def bars(self) -> dict[str, pd.DataFrame]:
         """Symbol id -> bars, for every file of the snapshot."""
-        return {symbol: read_bars(path) for symbol, path in self.bar_files().items()}
+        return {symbol: read_ohlcv(path) for symbol, path in self.bar_files().items()}
 
     def features(self) -> pd.DataFrame | None:
         path = self.path / "features" / FEATURES_FILE
@@ -71,6 +79,23 @@ class Snapshot:
 def snapshot_id(files: dict[str, dict], as_of: str) -> str:
     payload = json.dumps({"as_of": as_of, "files": sorted((name, e["sha256"]) for name, e in files.items())}, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def table_entry(path: Path) -> dict:
+    """The manifest fields of a fragmented table: its fragments' hashes and their digest."""
+    frags = table_hashes(path)
+    return {"sha256": table_digest(frags), "fragments": frags}
+
+
+def verify_table(path: Path, entry: dict) -> str | None:
+    """Why the table at `path` does not match its manifest `entry` (None when it does)."""
+    frags = table_hashes(path)
+    if not frags:
+        return f"{path} is missing"
+    if frags != entry.get("fragments") or table_digest(frags) != entry.get("sha256"):
+        changed = sorted(k for k in set(frags) | set(entry.get("fragments") or {}) if frags.get(k) != (entry.get("fragments") or {}).get(k))
+        return f"{path.name}: fragment(s) {changed} differ"
+    return None
 
 
 def check_servable(lakehouse: Path, certified: dict, as_of: dt.date) -> list[str]:
@@ -93,25 +118,35 @@ def check_servable(lakehouse: Path, certified: dict, as_of: dt.date) -> list[str
             problems.append(f"{sym}: certified file {entry.get('file')!r} is not {sid.filename!r}")
         elif not path.exists():
             problems.append(f"{sym}: missing from the lakehouse ({path})")
-        elif sha256_file(path) != entry.get("sha256"):
-            problems.append(f"{sym}: stale file {path.name} (sha256 differs from certified.json)")
+        elif not entry.get("fragments"):
+            problems.append(f"{sym}: certified.json lists no fragments (a lakehouse in the old layout: run the Data Cycle or `quantlake migrate`)")
+        elif (why := verify_table(path, entry)) is not None:
+            problems.append(f"{sym}: stale table {why} (sha256 differs from certified.json)")
     return problems
 
 
 def snapshot_features(src: Path, dst: Path, symbols: set[str]) -> dict:
-    """Keep the feature rows of `symbols` in `dst`; returns its manifest entry.
+    """Keep the feature rows of `symbols` in `dst` (month fragments); returns its manifest entry.
 
-    The audit publishes features for certified symbols only, so the lakehouse file usually
-    holds nothing to drop: then it is linked like the bar files (no second copy of hundreds of
-    MB, and DVC stores one cache object for both). Otherwise the kept rows are written anew.
+    The audit publishes features for certified symbols only, so a month usually holds nothing
+    to drop: then it is linked like the bar fragments (DVC stores one cache object for both).
+    Otherwise the kept rows of that month are written anew.
     """
-    held = pq.read_table(src, columns=["symbol"]).column("symbol").unique().to_pylist()
-    if set(held) <= symbols:
-        link_or_copy(src, dst)
-        return {"file": f"features/{FEATURES_FILE}", "rows": pq.read_metadata(dst).num_rows, "sha256": sha256_file(dst)}
-    table = pq.read_table(src).to_pandas()
-    keep = table[table["symbol"].isin(sorted(symbols))].reset_index(drop=True)
-    return {"file": f"features/{FEATURES_FILE}", "rows": int(len(keep)), "sha256": atomic_write_frame(dst, keep)}
+    layer = features_layer(src.parent)
+    dst.mkdir(parents=True)
+    rows = 0
+    for key, path in layer.fragments(src.name).items():
+        held = set(pq.read_table(path, columns=["symbol"]).column("symbol").unique().to_pylist())
+        if held <= symbols:
+            link_or_copy(path, dst / path.name)
+            rows += pq.read_metadata(path).num_rows
+            continue
+        frame = pq.read_table(path, filters=[("symbol", "in", sorted(symbols))]).to_pandas()
+        if len(frame):
+            (data,) = layer.encode(frame).values()
+            atomic_write_bytes(dst / path.name, data)
+            rows += len(frame)
+    return {"file": f"features/{FEATURES_FILE}", "rows": int(rows), **table_entry(dst)}
 
 
 def take_snapshot(lakehouse: Path, out: Path, as_of: dt.date) -> Snapshot:
@@ -125,7 +160,7 @@ def take_snapshot(lakehouse: Path, out: Path, as_of: dt.date) -> Snapshot:
         raise SnapshotError("the lakehouse cannot serve its certified list:\n  " + "\n  ".join(problems))
 
     files = {
-        e["file"]: {"symbol": sym, "sha256": e["sha256"], "rows": e["rows"], "start": e["start_date"], "end": e["end_date"]}
+        e["file"]: {"symbol": sym, "sha256": e["sha256"], "fragments": e["fragments"], "rows": e["rows"], "start": e["start_date"], "end": e["end_date"]}
         for sym, e in sorted(certified["symbols"].items())
     }
     manifest = {"snapshot_id": snapshot_id(files, certified["as_of"]), "as_of": certified["as_of"], "files": files}
@@ -133,13 +168,17 @@ def take_snapshot(lakehouse: Path, out: Path, as_of: dt.date) -> Snapshot:
     tmp = out.parent / f".{out.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "bars").mkdir(parents=True)
-    for name in files:
-        link_or_copy(lakehouse / name, tmp / "bars" / name)
+    for name, entry in files.items():
+        (tmp / "bars" / name).mkdir()
+        for key in entry["fragments"]:
+            link_or_copy(lakehouse / name / f"{key}.parquet", tmp / "bars" / name / f"{key}.parquet")
     features = lakehouse / "features" / FEATURES_FILE
-    if features.exists():
-        (tmp / "features").mkdir()
+    if features.is_dir():
         manifest["features"] = snapshot_features(features, tmp / "features" / FEATURES_FILE, {f["symbol"] for f in files.values()})
     atomic_write_json(tmp / MANIFEST, manifest)
+    for path in tmp.rglob("*"):
+        if path.is_file():
+            make_read_only(path)
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
@@ -153,7 +192,9 @@ def load_snapshot(path: Path) -> Snapshot:
     if not manifest_path.exists():
         raise SnapshotError(f"{manifest_path} does not exist: run `dvc repro snapshot`")
     manifest = read_json(manifest_path)
-    bad = [name for name, e in sorted(manifest["files"].items()) if not (path / "bars" / name).exists() or sha256_file(path / "bars" / name) != e["sha256"]]
+    bad = [why for name, e in sorted(manifest["files"].items()) if (why := verify_table(path / "bars" / name, e)) is not None]
+    if manifest.get("features") and (why := verify_table(path / manifest["features"]["file"], manifest["features"])) is not None:
+        bad.append(why)
     if bad:
         raise SnapshotError(f"snapshot {path} does not match its manifest: {', '.join(bad)}")
     if manifest["snapshot_id"] != snapshot_id(manifest["files"], manifest["as_of"]):

@@ -149,7 +149,7 @@ def ingest_symbols(
     symbols = sorted(set(symbols))
     with file_lock(store.lock_path, timeout=lock_timeout, what="another `quantlake ingest`", on_wait=log):
         store.remove_temp_files()
-        state = store.load_state()
+        state = store.load_state(heal=True)
         outcomes: dict[str, SymbolOutcome] = {}
         todo = []
         for sid in symbols:
