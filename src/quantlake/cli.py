@@ -155,6 +155,14 @@ def cmd_features(args) -> int:
     return 0
 
 
+def cmd_migrate(args) -> int:
+    from .data.migrate import migrate_repository
+    from .lakehouse import Layers
+
+    _say(migrate_repository(Layers(Path(args.root)), log=_say).line())
+    return 0
+
+
 # --------------------------------------------------------------------------- alpha cycle
 
 
@@ -270,6 +278,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--root", default="data", help="the data folder holding staging/ (default: data)")
     s.add_argument("--strict", action="store_true", help="exit non-zero if any symbol failed")
     s.set_defaults(func=cmd_repair)
+
+    s = sub.add_parser("migrate", help="convert data/ from the one-file-per-table layout to fragmented tables (same rows)")
+    s.add_argument("--root", default="data", help="the data folder holding staging/ and lakehouse/ (default: data)")
+    s.set_defaults(func=cmd_migrate)
 
     s = sub.add_parser("features", help="compute point-in-time technical ratings for every staged symbol")
     s.add_argument("--root", default="data", help="the data folder holding staging/ (default: data)")

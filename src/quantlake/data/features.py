@@ -78,9 +78,10 @@ def run_features(symbols: Iterable[SymbolId], read_bars: Callable[[SymbolId], pd
     layer.remove_temp_files()
     state_path = layer.root / STATE_FILE
     state = _load_state(state_path)
-    rebuild = state is None or layer.is_legacy(LONG_FILE)
-    if rebuild:
-        layer.remove(LONG_FILE)
+    rebuild = state is None or "fragments" not in state or layer.is_legacy(LONG_FILE)
+    if rebuild:  # no usable bookkeeping, or the first layout (one file per symbol): start over
+        for name in layer.names():
+            layer.remove(name)
         state = {"schema_version": SCHEMA_VERSION, "symbols": {}, "fragments": {}}
     entries = state["symbols"]
     summary = FeaturesSummary()

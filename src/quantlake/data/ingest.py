@@ -150,6 +150,8 @@ def ingest_symbols(
     with file_lock(store.lock_path, timeout=lock_timeout, what="another `quantlake ingest`", on_wait=log):
         store.remove_temp_files()
         state = store.load_state(heal=True)
+        if store.drop_other_sources(state, source.name) or state["changed"]:
+            store.write_state(state)  # healed now; and the Golden Copy holds only this source's symbols
         outcomes: dict[str, SymbolOutcome] = {}
         todo = []
         for sid in symbols:

@@ -397,6 +397,8 @@ def run_repair(
     summary = RepairSummary()
     with file_lock(layer.lock_path, timeout=lock_timeout, what="another `quantlake repair`", on_wait=log):
         layer.remove_temp_files()
+        layer.bars.migrate()  # tables of the first layout (one file each) become fragments
+        layer.quarantine.migrate()
         staged = store.load_state()["symbols"]
         toxic = {s for s, e in staged.items() if e.get("toxic_reason")}
         old_symbols = layer.load_log().get("symbols") or {}

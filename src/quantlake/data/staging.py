@@ -10,6 +10,7 @@ fragments, see `quantlake.layer`):
     data/staging/.freshness.json                            when each symbol was last checked
                                                             (wall clock: local, never versioned)
     data/staging/.corrupt/                                  staged files that failed verification
+    data/staging/.other-sources/{source}/                   symbols staged from an earlier data.source
 
 A symbol is committed fragments first (atomically, after an intent record naming them), then
 bookkeeping. `load_state` verifies every table against the bookkeeping: a difference the intent
@@ -39,6 +40,7 @@ from .quality import empty_quarantine, sort_quarantine
 STATE_FILE = "_ingest_state.json"
 FRESHNESS_FILE = ".freshness.json"
 CORRUPT_DIR = ".corrupt"
+OTHER_SOURCES_DIR = ".other-sources"  # symbols staged from an earlier data.source
 VOLATILE = ("last_checked", "last_updated")  # wall-clock fields: kept out of versioned files
 
 QUARANTINE_SCHEMA = pa.schema(
@@ -136,16 +138,20 @@ class StagingStore:
             # an entry without a file is a symbol checked and found empty; keep that record
             if sym not in files and symbols[sym].get("file") is not None:
                 del symbols[sym]
+        changed = bool(state.get("_rebuilt"))
         for sym in files:
             sid = SymbolId.parse(sym)
             entry = self._verified(sid, dict(symbols.get(sym) or {}), trust_disk=bool(state.get("_rebuilt")), heal=heal)
             if entry is None:
                 symbols.pop(sym, None)
+                changed = True
             else:
                 symbols[sym] = entry
+                changed |= bool(entry.get("reconciled"))
         for sym, entry in symbols.items():
             entry.update({k: v for k, v in (fresh.get(sym) or {}).items() if k in VOLATILE})
-        return {"schema_version": SCHEMA_VERSION, "symbols": symbols}
+        # `changed`: the bookkeeping on disk no longer matches (ingest writes it back)
+        return {"schema_version": SCHEMA_VERSION, "symbols": symbols, "changed": changed}
 
     def _verified(self, sid: SymbolId, entry: dict, *, trust_disk: bool = False, heal: bool = False) -> dict | None:
         """The entry of a staged symbol whose tables match it (or an interrupted commit of it);
@@ -193,9 +199,10 @@ class StagingStore:
             entry.update({"file": name, "corrupt": "staged table failed verification: " + "; ".join(problems)})
         return entry
 
-    def set_aside(self, sid: SymbolId, reason: str) -> None:
-        """Move a symbol's staged tables to `.corrupt/` (nothing is deleted) so ingest re-fetches it."""
-        dest = self.bars_dir.parent / CORRUPT_DIR
+    def set_aside(self, sid: SymbolId, reason: str, *, folder: str = CORRUPT_DIR, quiet: bool = False) -> None:
+        """Move a symbol's staged tables to `folder` (`.corrupt/`; nothing is deleted) so ingest
+        re-fetches it."""
+        dest = self.bars_dir.parent / folder
         for layer in (self.bars, self.quarantine):
             path = layer.path(sid.filename)
             if path.exists():
@@ -206,7 +213,21 @@ class StagingStore:
                     target = dest / layer.root.name / f"{sid.filename}.{n}"
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(path, target)
-        self.log(f"ingest: {sid}: staged data failed verification and was moved to {dest} ({reason}); it will be fetched again")
+        if not quiet:
+            self.log(f"ingest: {sid}: staged data failed verification and was moved to {dest} ({reason}); it will be fetched again")
+
+    def drop_other_sources(self, state: dict, source: str) -> list[str]:
+        """Move aside every symbol staged from another `data.source` (so sources never mix);
+        returns their ids. Their tables go to `.other-sources/{source}/`, with one message."""
+        foreign = sorted(sym for sym, e in state["symbols"].items() if e.get("source") not in (None, source))
+        for sym in foreign:
+            entry = state["symbols"].pop(sym)
+            if entry.get("file"):
+                self.set_aside(SymbolId.parse(sym), "", folder=f"{OTHER_SOURCES_DIR}/{entry['source']}", quiet=True)
+        if foreign:
+            self.log(f"ingest: data.source is now {source!r}: {len(foreign)} symbol(s) staged from another source "
+                     f"moved to {self.bars_dir.parent / OTHER_SOURCES_DIR} ({', '.join(foreign[:10])}{', ...' if len(foreign) > 10 else ''})")
+        return foreign
 
     def _read_state_file(self) -> dict:
         if not self.state_path.exists():
