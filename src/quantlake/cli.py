@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import subprocess
+import signal
 import sys
 from pathlib import Path
 
@@ -336,7 +337,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _exit_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, so every `except BaseException` / `finally` removes its temp files."""
+    try:
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    except ValueError:  # not the main thread: leave the handler alone
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    _exit_on_sigterm()
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     try:

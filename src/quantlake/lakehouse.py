@@ -170,5 +170,6 @@ def _rmtree(path: Path) -> bool:
             os.chmod(os.path.dirname(p), 0o700)
             func(p)
 
-    shutil.rmtree(path, onerror=unlock)
+    with contextlib.suppress(OSError):
+        shutil.rmtree(path, onerror=unlock)
     return not os.path.lexists(path)

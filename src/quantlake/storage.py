@@ -38,13 +38,16 @@ def _umask() -> int:
 
 
 _FILE_MODE = 0o666 & ~_umask()
-DIR_MODE = 0o777 & ~_umask()  # what mkdir gives; mkdtemp's 0700 is widened to it
-READ_ONLY_MODE = 0o444 & ~_umask()  # published files: never modified in place
+
+
+def dir_mode() -> int:
+    """The mode `mkdir` gives under the current umask (mkdtemp's 0700 is widened to it)."""
+    return 0o777 & ~_umask()
 
 
 def make_read_only(path: str | os.PathLike) -> None:
     """Drop the write bits of a published file (a hard-linked copy elsewhere shares them)."""
-    os.chmod(path, READ_ONLY_MODE)
+    os.chmod(path, 0o444 & ~_umask())
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -38,7 +38,7 @@ import numpy as np
 from ..contracts import SCHEMA_VERSION, STATUSES, ContractError, SymbolId, ms_to_date, parse_date, validate_catalog, validate_ohlcv
 from ..layer import table_digest
 from ..lakehouse import AUDIT, CATALOG, CERTIFIED, Layers, merged_bars, read_repairs, recover_swap, remove_stale_temp_dirs, swap_dir_into_place
-from ..storage import DIR_MODE, atomic_write_bytes, atomic_write_json, file_lock, link_or_copy, make_read_only, read_ohlcv, sha256_bytes, sha256_file
+from ..storage import atomic_write_bytes, atomic_write_json, file_lock, link_or_copy, dir_mode, make_read_only, read_ohlcv, sha256_bytes, sha256_file
 from .repair import load_repair_log
 from .staging import StagingStore, bars_layer, bars_summary
 
@@ -261,7 +261,7 @@ def _audit(layers: Layers, cfg: AuditConfig, candidates: list[str] | None, publi
         raise AuditFailure("catalog breaks its contract: " + "; ".join(problems[:10]))
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{lakehouse.name}.tmp-", dir=lakehouse.parent))
-    os.chmod(tmp, DIR_MODE)  # mkdtemp makes 0700; the published folder follows the umask
+    os.chmod(tmp, dir_mode())  # mkdtemp makes 0700; the published folder follows the umask
     result = AuditResult(catalog, certified, report)
     try:
         for sym, entry in catalog["symbols"].items():
