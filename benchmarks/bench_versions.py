@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, dvc, make_repo, mib, print_machine, print_table, run, tree_bytes  # noqa: E402
+from common import ROOT, dvc, make_repo, mib, print_machine, print_table, run, verdict  # noqa: E402
 
 DATA_GOAL, WHOLE_GOAL = 0.03, 0.10
 
@@ -107,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         print("file counts: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
         worst = (max(s[0] for s in shares), max(s[1] for s in shares))
-        print(f"worst version: Data Cycle {worst[0]:.2%} (goal <= {DATA_GOAL:.0%}: {'met' if worst[0] <= DATA_GOAL else 'NOT met'}), "
-              f"whole pipeline {worst[1]:.2%} (goal <= {WHOLE_GOAL:.0%}: {'met' if worst[1] <= WHOLE_GOAL else 'NOT met'})")
+        print(f"worst version: Data Cycle {worst[0]:.2%} (goal <= {DATA_GOAL:.0%}: {verdict(worst[0], DATA_GOAL)}), "
+              f"whole pipeline {worst[1]:.2%} (goal <= {WHOLE_GOAL:.0%}: {verdict(worst[1], WHOLE_GOAL)})")
         print(f"a year of daily versions at this size: about {mib(365 * sum(s[1] for s in shares) / len(shares) * lakehouse_bytes(repo)) / 1024:.2f} GiB of cache")
         if args.keep:
             print(f"kept: {repo}")

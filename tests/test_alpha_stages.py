@@ -48,7 +48,7 @@ def test_snapshot_is_content_hashed_and_the_same_for_the_same_lakehouse(lake, tm
     entry = a.manifest["files"]["SIM_BTCUSDT_1d.parquet"]
     assert entry == {"symbol": "SIM:BTCUSDT", "sha256": cert["SIM:BTCUSDT"]["sha256"], "fragments": cert["SIM:BTCUSDT"]["fragments"],
                      "rows": cert["SIM:BTCUSDT"]["rows"], "start": "2022-01-01", "end": "2026-11-20"}
-    assert sorted(entry["fragments"]) == ["2022", "2023", "2024", "2025", "2026"]
+    assert sorted(entry["fragments"]) == ["2022", "2023", "2024", "2025", "2026-Q1", "2026-Q2", "2026-Q3", "2026-Q4"]
     # fragments are linked from the lakehouse (one inode, one DVC cache object) and read-only
     frag = tmp_path / "a/bars/SIM_BTCUSDT_1d.parquet/2024.parquet"
     assert frag.stat().st_ino == (lake / "SIM_BTCUSDT_1d.parquet/2024.parquet").stat().st_ino
@@ -82,7 +82,7 @@ def test_snapshot_aborts_naming_every_missing_stale_or_toxic_symbol(lake, tmp_pa
 
 def test_a_tampered_snapshot_is_refused(lake, tmp_path):
     take_snapshot(lake, tmp_path / "s", AS_OF)
-    target = tmp_path / "s/bars/SIM_BTCUSDT_1d.parquet/2025.parquet"
+    target = tmp_path / "s/bars/SIM_BTCUSDT_1d.parquet/2025.parquet"  # a closed year
     data = target.read_bytes()
     assert not target.stat().st_mode & 0o222  # read-only: an in-place edit is refused (for non-root users)
     target.unlink()

@@ -50,7 +50,7 @@ def edit_one_close(layers: Layers) -> Path:
     """A hand edit behind ingest's back: one close changed, file rewritten with valid Parquet."""
     import pandas as pd
 
-    path = layers.staging_bars / BTC.filename / "2026.parquet"
+    path = layers.staging_bars / BTC.filename / "2026-Q3.parquet"
     frame = pd.read_parquet(path)
     frame.loc[3, "close"] = frame.loc[3, "close"] * 1.001
     path.unlink()

@@ -45,17 +45,38 @@ class LayerError(QuantlakeError):
 
 
 def period_keys(timestamps: np.ndarray, period: str) -> np.ndarray:
-    """The fragment key of each timestamp (ms since epoch, UTC): '2025' or '2025-11'."""
-    unit = {"year": "datetime64[Y]", "month": "datetime64[M]"}[period]
-    return np.asarray(timestamps, dtype="int64").astype("datetime64[ms]").astype(unit).astype(str)
+    """The fragment key of each timestamp (ms since epoch, UTC).
+
+    `month`: '2025-11'. `year`: '2024' for every closed year of the table and '2026-Q4' for the
+    quarters of its last year: a new day then rewrites one quarter, not the whole open year;
+    when the next year's first bar arrives, the four quarters become one yearly fragment
+    (once a year), so a table holds at most a handful of files.
+    """
+    ts = np.asarray(timestamps, dtype="int64").astype("datetime64[ms]")
+    if period == "month":
+        return ts.astype("datetime64[M]").astype(str)
+    years = ts.astype("datetime64[Y]")
+    keys = years.astype(str).astype(object)
+    if ts.size:
+        last = years == years.max()
+        quarter = (ts[last].astype("datetime64[M]").astype("int64") % 12) // 3 + 1
+        keys[last] = [f"{y}-Q{q}" for y, q in zip(years[last].astype(str), quarter)]
+    return keys.astype(str)
 
 
 def key_bounds(key: str) -> tuple[int, int]:
-    """[first ms, last ms] a fragment key covers."""
-    start = np.datetime64(key, "ms") if len(key) > 4 else np.datetime64(f"{key}-01", "ms")
-    unit = "M" if len(key) > 4 else "Y"
-    end = (np.datetime64(key, unit) + 1).astype("datetime64[ms]")
-    return int(start.astype("int64")), int(end.astype("int64")) - 1
+    """[first ms, last ms] a fragment key ('2025', '2025-Q3', '2025-11') covers."""
+    if "-Q" in key:
+        year, q = key.split("-Q")
+        start = np.datetime64(f"{year}-{3 * int(q) - 2:02d}", "M")
+        end = start + 3
+    elif len(key) > 4:
+        start = np.datetime64(key, "M")
+        end = start + 1
+    else:
+        start = np.datetime64(key, "Y").astype("datetime64[M]")
+        end = start + 12
+    return int(start.astype("datetime64[ms]").astype("int64")), int(end.astype("datetime64[ms]").astype("int64")) - 1
 
 
 def table_digest(fragments: dict[str, str]) -> str:

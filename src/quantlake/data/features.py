@@ -7,8 +7,8 @@ Layout (owned by the `features` stage, `persist: true`):
     data/staging/features/_features_state.json   per symbol: sha256 of each yearly fragment of
         the bars the rows were computed from; the table's fragment hashes
 
-Each row depends only on the bars at or before it, so when a symbol's bars change from year Y
-on (a new day changes only the open year), only its rows from January of Y on are recomputed,
+Each row depends only on the bars at or before it, so when a symbol's bars change from one
+fragment on (a new day changes only the open quarter), only its rows from there on are replaced,
 and only the month fragments from there on are rebuilt; a fragment whose bytes did not change
 is not rewritten, so a closed month keeps its bytes (and its DVC cache object) forever. The
 gate publishes the certified symbols' rows under the same layout,
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -66,6 +67,10 @@ def _load_state(path: Path) -> dict | None:
     return state if isinstance(state, dict) and isinstance(state.get("symbols"), dict) else None
 
 
+def _month_of(ms: int) -> str:
+    return str(period_keys(np.array([ms]), "month")[0])
+
+
 def _first_changed_year(old: dict[str, str], new: dict[str, str]) -> str | None:
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     return changed[0] if changed else None
@@ -100,7 +105,7 @@ def run_features(symbols: Iterable[SymbolId], read_bars: Callable[[SymbolId], pd
                 continue
             frame = technical_ratings(bars, where=sym)
             frame.insert(1, "symbol", sym)
-            dirty[sym] = (f"{first}-01" if old else FROM_START, frame)
+            dirty[sym] = (_month_of(key_bounds(first)[0]) if old else FROM_START, frame)
             if old and old.get("bars_fragments") and first < max(old["bars_fragments"]):
                 summary.recomputed_from[sym] = int(key_bounds(first)[0])
             entries[sym] = {"bars_fragments": hashes, "rows": int(len(frame))}
