@@ -48,10 +48,10 @@ def test_snapshot_is_content_hashed_and_the_same_for_the_same_lakehouse(lake, tm
     entry = a.manifest["files"]["SIM_BTCUSDT_1d.parquet"]
     assert entry == {"symbol": "SIM:BTCUSDT", "sha256": cert["SIM:BTCUSDT"]["sha256"], "fragments": cert["SIM:BTCUSDT"]["fragments"],
                      "rows": cert["SIM:BTCUSDT"]["rows"], "start": "2022-01-01", "end": "2026-11-20"}
-    assert sorted(entry["fragments"]) == ["2022", "2023", "2024", "2025", "2026-Q1", "2026-Q2", "2026-Q3", "2026-Q4"]
+    assert sorted(entry["fragments"]) == ["2022-2025", "2026-Q1", "2026-Q2", "2026-Q3", "2026-Q4"]
     # fragments are linked from the lakehouse (one inode, one DVC cache object) and read-only
-    frag = tmp_path / "a/bars/SIM_BTCUSDT_1d.parquet/2024.parquet"
-    assert frag.stat().st_ino == (lake / "SIM_BTCUSDT_1d.parquet/2024.parquet").stat().st_ino
+    frag = tmp_path / "a/bars/SIM_BTCUSDT_1d.parquet/2022-2025.parquet"
+    assert frag.stat().st_ino == (lake / "SIM_BTCUSDT_1d.parquet/2022-2025.parquet").stat().st_ino
     assert not frag.stat().st_mode & 0o222 and not (tmp_path / "a/manifest.json").stat().st_mode & 0o222
     assert a.manifest["features"]["fragments"] == table_hashes(tmp_path / "a/features/tv_technicals_1d.parquet")
     feats = a.features()
@@ -67,8 +67,8 @@ def test_snapshot_is_content_hashed_and_the_same_for_the_same_lakehouse(lake, tm
 def test_snapshot_aborts_naming_every_missing_stale_or_toxic_symbol(lake, tmp_path):
     certified = read_json(lake / "certified.json")
     shutil.rmtree(lake / "SIM_ETHUSDT_1d.parquet")
-    (lake / "SIM_SOLUSDT_1d.parquet/2025.parquet").unlink()
-    shutil.copy2(lake / "SIM_BNBUSDT_1d.parquet/2025.parquet", lake / "SIM_SOLUSDT_1d.parquet/2025.parquet")  # stale bytes
+    (lake / "SIM_SOLUSDT_1d.parquet/2026-Q3.parquet").unlink()
+    shutil.copy2(lake / "SIM_BNBUSDT_1d.parquet/2026-Q3.parquet", lake / "SIM_SOLUSDT_1d.parquet/2026-Q3.parquet")  # stale bytes
     certified["symbols"]["SIM:DOGEUSDT"]["status"] = "toxic"
     atomic_write_json(lake / "certified.json", certified)
     with pytest.raises(SnapshotError) as err:
@@ -82,7 +82,7 @@ def test_snapshot_aborts_naming_every_missing_stale_or_toxic_symbol(lake, tmp_pa
 
 def test_a_tampered_snapshot_is_refused(lake, tmp_path):
     take_snapshot(lake, tmp_path / "s", AS_OF)
-    target = tmp_path / "s/bars/SIM_BTCUSDT_1d.parquet/2025.parquet"  # a closed year
+    target = tmp_path / "s/bars/SIM_BTCUSDT_1d.parquet/2022-2025.parquet"  # the closed years
     data = target.read_bytes()
     assert not target.stat().st_mode & 0o222  # read-only: an in-place edit is refused (for non-root users)
     target.unlink()

@@ -64,7 +64,7 @@ def test_a_tampered_or_truncated_fragment_is_never_certified_and_ingest_heals_it
     if damage == "edit":
         path = edit_one_close(layers)
     else:
-        path = layers.staging_bars / BTC.filename / "2025.parquet"
+        path = layers.staging_bars / BTC.filename / "2025-2025.parquet"
         data = path.read_bytes()
         path.unlink()
         path.write_bytes(data[: len(data) // 2])

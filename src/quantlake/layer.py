@@ -3,8 +3,8 @@
 A layer is a folder of tables. Each table is a *directory dataset* named like the file it used
 to be (`BINANCE_BTCUSDT_1d.parquet/`), holding one immutable fragment per period:
 
-    {root}/{EXCHANGE}_{SYMBOL}_1d.parquet/2024.parquet     bars, quarantine, repairs: per year
-    {root}/{EXCHANGE}_{SYMBOL}_1d.parquet/2025.parquet
+    {root}/{EXCHANGE}_{SYMBOL}_1d.parquet/2020-2025.parquet   bars, quarantine, repairs: the
+    {root}/{EXCHANGE}_{SYMBOL}_1d.parquet/2026-Q4.parquet     closed years, then the last year by quarter
     {root}/tv_technicals_1d.parquet/2026-10.parquet        the long feature table: per month
 
 A new day only rewrites the fragment of its own period; closed periods keep their bytes, so
@@ -47,29 +47,35 @@ class LayerError(QuantlakeError):
 def period_keys(timestamps: np.ndarray, period: str) -> np.ndarray:
     """The fragment key of each timestamp (ms since epoch, UTC).
 
-    `month`: '2025-11'. `year`: '2024' for every closed year of the table and '2026-Q4' for the
-    quarters of its last year: a new day then rewrites one quarter, not the whole open year;
-    when the next year's first bar arrives, the four quarters become one yearly fragment
-    (once a year), so a table holds at most a handful of files.
+    `month`: '2025-11'. `year` (bar tables): the closed years of the table in one fragment
+    ('2020-2025') and its last year by quarter ('2026-Q1' ... '2026-Q4'). A new day rewrites
+    one quarter; when the next year's first bar arrives, the closed history is rewritten once
+    with the finished year in it. A table is 2-5 files, which keeps file counts and the
+    per-file cost of readers low.
     """
     ts = np.asarray(timestamps, dtype="int64").astype("datetime64[ms]")
     if period == "month":
         return ts.astype("datetime64[M]").astype(str)
     years = ts.astype("datetime64[Y]")
-    keys = years.astype(str).astype(object)
+    keys = np.empty(ts.size, dtype=object)
     if ts.size:
         last = years == years.max()
         quarter = (ts[last].astype("datetime64[M]").astype("int64") % 12) // 3 + 1
         keys[last] = [f"{y}-Q{q}" for y, q in zip(years[last].astype(str), quarter)]
+        if (~last).any():
+            keys[~last] = f"{years[~last].min()}-{years.max() - 1}"
     return keys.astype(str)
 
 
 def key_bounds(key: str) -> tuple[int, int]:
-    """[first ms, last ms] a fragment key ('2025', '2025-Q3', '2025-11') covers."""
+    """[first ms, last ms] a fragment key ('2020-2025', '2025-Q3', '2025-11', '2025') covers."""
     if "-Q" in key:
         year, q = key.split("-Q")
         start = np.datetime64(f"{year}-{3 * int(q) - 2:02d}", "M")
         end = start + 3
+    elif len(key) == 9 and key[4] == "-":  # closed years
+        start = np.datetime64(key[:4], "Y").astype("datetime64[M]")
+        end = np.datetime64(key[5:], "Y").astype("datetime64[M]") + 12
     elif len(key) > 4:
         start = np.datetime64(key, "M")
         end = start + 1
