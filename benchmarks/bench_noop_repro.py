@@ -61,10 +61,11 @@ def main(argv: list[str] | None = None) -> int:
             repo, env, built = build(tmp, args.symbols, args.alpha)
         print_machine(repo)
         lake = repo / "data" / "lakehouse"
-        n_files = len(list(lake.glob("*_1d.parquet")))
-        n_staged = sum(1 for _ in (repo / "data" / "staging").rglob("*.parquet"))
+        n_files = len(list(lake.glob("*_1d.parquet")))  # tables (directories of fragments)
+        n_staged = sum(1 for p in (repo / "data" / "staging").rglob("*.parquet") if p.is_file())
+        n_lake_files = sum(1 for p in lake.rglob("*") if p.is_file())
         status = dvc(["status"], repo, env).stdout
-        print(f"repository: {repo} ({n_files} lakehouse files, {n_staged} staged parquet files; Data Cycle built in {built:.0f}s)")
+        print(f"repository: {repo} ({n_files} lakehouse tables in {n_lake_files} files, {n_staged} staged parquet files; Data Cycle built in {built:.0f}s)")
         print("dvc status says:", status.strip().splitlines()[0] if status.strip() else "(nothing)")
         check = dvc(["repro", "report"], repo, env)
         text = check.stdout + check.stderr

@@ -1,9 +1,10 @@
 """Benchmark (issue 7, item 3): the returns matrix from lakehouse files vs a bare Parquet read.
 
-Run: ``python benchmarks/bench_returns_matrix.py [--files 1000] [--days 3000] [--repeats 5] [--dir DIR]``
+Run: ``python benchmarks/bench_returns_matrix.py [--files 1000] [--days 3000] [--repeats 5] [--dir DIR] [--layout fragments|file]``
 
-Writes ``--files`` bar files of ``--days`` days each with `quantlake.storage.atomic_write_bars`
-(contract schema, deterministic Snappy Parquet; seeded random walks, listing dates staggered
+Writes ``--files`` bar tables of ``--days`` days each the way the lakehouse stores them
+(``--layout fragments``, the default: a directory of yearly fragments per table, see
+`quantlake.layer`; ``file``: the first layout, one file per table) (contract schema, deterministic Snappy Parquet; seeded random walks, listing dates staggered
 over 60 days and 3 missing days per file, so the panel has real alignment work), then times,
 best of ``--repeats`` (interleaved, files in the page cache after the first round):
 
@@ -39,7 +40,9 @@ import pyarrow.parquet as pq  # noqa: E402
 from common import best_of, load1, mib, print_machine, print_table, tree_bytes, verdict  # noqa: E402
 from quantlake.alpha import returns as returns_module  # noqa: E402
 from quantlake.contracts import DAY_MS, SymbolId, date_to_ms  # noqa: E402
-from quantlake.storage import atomic_write_bars, read_bars  # noqa: E402
+from quantlake.data.staging import bars_layer  # noqa: E402
+from quantlake.layer import fragment_files  # noqa: E402
+from quantlake.storage import atomic_write_bars, read_ohlcv as read_bars  # noqa: E402
 
 GOAL = 1.5
 FIRST_DAY = dt.date(2017, 1, 1)
@@ -61,8 +64,8 @@ def synthetic_bars(rng: np.random.Generator, days: int, offset: int) -> pd.DataF
     return frame[keep].reset_index(drop=True)
 
 
-def write_lakehouse(folder: Path, n_files: int, days: int, seed: int = 7) -> dict[str, Path]:
-    """{symbol id: path} of `n_files` bar files written the way the lakehouse writes them."""
+def write_lakehouse(folder: Path, n_files: int, days: int, seed: int = 7, layout: str = "fragments") -> dict[str, Path]:
+    """{symbol id: path} of `n_files` bar tables written the way the lakehouse writes them."""
     folder.mkdir(parents=True, exist_ok=True)
     files = {}
     for i in range(n_files):
@@ -70,7 +73,11 @@ def write_lakehouse(folder: Path, n_files: int, days: int, seed: int = 7) -> dic
         sid = SymbolId.of("SIM", f"Q{i:05d}USDT")
         path = folder / sid.filename
         if not path.exists():
-            atomic_write_bars(path, synthetic_bars(rng, days, int(rng.integers(0, 60))))
+            bars = synthetic_bars(rng, days, int(rng.integers(0, 60)))
+            if layout == "fragments":
+                bars_layer(folder).write(sid.filename, bars)
+            else:
+                atomic_write_bars(path, bars)
         files[str(sid)] = path
     return files
 
@@ -81,23 +88,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--days", type=int, default=3000)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--dir", type=Path, help="keep the bar files here (reused by later runs) instead of a temp folder")
+    ap.add_argument("--layout", choices=("fragments", "file"), default="fragments", help="yearly fragments (today's lakehouse) or one file per table (the first layout)")
     args = ap.parse_args(argv)
 
     tmp = None if args.dir else Path(tempfile.mkdtemp(prefix="ql-bench-returns-"))
     folder = args.dir or tmp / "lakehouse"
     try:
         start = time.perf_counter()
-        files = write_lakehouse(folder, args.files, args.days)
+        files = write_lakehouse(folder, args.files, args.days, layout=args.layout)
         written = time.perf_counter() - start
         paths = list(files.values())
         print_machine(folder)
-        print(f"{len(files)} files x {args.days} days in {folder} ({mib(tree_bytes(folder)):.0f} MiB; ready in {written:.1f}s)")
+        print(f"{len(files)} tables ({args.layout}) x {args.days} days in {folder} ({mib(tree_bytes(folder)):.0f} MiB; ready in {written:.1f}s)")
 
         columns = ["timestamp", "close"]
         contenders = {
             "pq.read_table, 2 columns (reference)": lambda: [pq.read_table(p, columns=columns) for p in paths],
-            "read the files' bytes (floor)": lambda: [p.read_bytes() for p in paths],
-            "pq.ParquetFile.read, 2 columns": lambda: [pq.ParquetFile(p).read(columns=columns) for p in paths],
+            "read the files' bytes (floor)": lambda: [f.read_bytes() for p in paths for f in fragment_files(p)],
+            "pq.ParquetFile.read, 2 columns": lambda: [pq.ParquetFile(f).read(columns=columns) for p in paths for f in fragment_files(p)],
             "quantlake returns_matrix(read_bars ...)": lambda: returns_module.returns_matrix({s: read_bars(p) for s, p in files.items()}),
         }
         if hasattr(returns_module, "returns_from_files"):  # absent before the speed-up (kept runnable on old code)

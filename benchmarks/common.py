@@ -240,17 +240,18 @@ def dvc(args: Sequence[object], repo: Path, env: dict[str, str], check: bool = T
     return run([sys.executable, "-m", "dvc", *args], repo, env, check)
 
 
-def make_repo(dst: Path, *, symbols: int, start: str = "2020-01-01", extra_params: dict[str, str] | None = None) -> tuple[Path, dict[str, str]]:
+def make_repo(dst: Path, *, symbols: int, start: str = "2020-01-01", extra_params: dict[str, str] | None = None, root: Path = ROOT) -> tuple[Path, dict[str, str]]:
     """A fresh git + DVC repository made from this project's files, sized to ~`symbols` symbols.
 
     `data.start` sets the history, `data.sim.extra_symbols` adds synthetic pairs, and the
     scanners' `limit` (in `configs/scanners/_base.yaml`) is raised so they keep them all.
-    `extra_params` replaces exact `old: new` strings of params.yaml.
+    `extra_params` replaces exact `old: new` strings of params.yaml. `root` is the project tree
+    to copy (another checkout, e.g. to measure an older version of the code).
     """
     dst = Path(dst)
     dst.mkdir(parents=True)
     for name in PROJECT_FILES:
-        src = ROOT / name
+        src = Path(root) / name
         if src.is_dir():
             shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         elif src.exists():

@@ -20,6 +20,7 @@ from quantlake.alpha.metrics import performance_metrics, returns_from_equity
 from quantlake.alpha.netguard import NetworkBlocked, block_network, unblock_network
 from quantlake.alpha.snapshot import SnapshotError, load_snapshot, take_snapshot
 from quantlake.cli import main
+from quantlake.layer import table_hashes
 from quantlake.params import load_params, parse_params
 from quantlake.storage import atomic_write_json, read_json, sha256_file
 
@@ -47,14 +48,18 @@ def test_snapshot_is_content_hashed_and_the_same_for_the_same_lakehouse(lake, tm
     cert = read_json(lake / "certified.json")["symbols"]
     assert set(a.symbols) == set(cert) and "SIM:XVGUSDT" in a.symbols  # its clean past (toxic tail cut)
     entry = a.manifest["files"]["SIM_BTCUSDT_1d.parquet"]
-    assert entry == {"symbol": "SIM:BTCUSDT", "sha256": cert["SIM:BTCUSDT"]["sha256"], "rows": cert["SIM:BTCUSDT"]["rows"], "start": "2022-01-01", "end": "2026-11-20"}
+    assert entry == {"symbol": "SIM:BTCUSDT", "sha256": cert["SIM:BTCUSDT"]["sha256"], "fragments": cert["SIM:BTCUSDT"]["fragments"],
+                     "rows": cert["SIM:BTCUSDT"]["rows"], "start": "2022-01-01", "end": "2026-11-20"}
+    assert sorted(entry["fragments"]) == ["2022-2025", "2026-Q1", "2026-Q2", "2026-Q3", "2026-Q4"]
+    # fragments are linked from the lakehouse (one inode, one DVC cache object) and read-only
+    frag = tmp_path / "a/bars/SIM_BTCUSDT_1d.parquet/2022-2025.parquet"
+    assert frag.stat().st_ino == (lake / "SIM_BTCUSDT_1d.parquet/2022-2025.parquet").stat().st_ino
+    assert not frag.stat().st_mode & 0o222 and not (tmp_path / "a/manifest.json").stat().st_mode & 0o222
+    assert a.manifest["features"]["fragments"] == table_hashes(tmp_path / "a/features/tv_technicals_1d.parquet")
     feats = a.features()
     assert set(feats["symbol"]) == set(cert) and "recommend_all" in feats
     # a different lakehouse version gives a different id
-    (tmp_path / "lake2").mkdir()
-    for p in lake.iterdir():
-        if p.is_file():
-            shutil.copy2(p, tmp_path / "lake2" / p.name)
+    shutil.copytree(lake, tmp_path / "lake2")
     certified = read_json(tmp_path / "lake2/certified.json")
     del certified["symbols"]["SIM:BTCUSDT"]
     atomic_write_json(tmp_path / "lake2/certified.json", certified)
@@ -63,10 +68,9 @@ def test_snapshot_is_content_hashed_and_the_same_for_the_same_lakehouse(lake, tm
 
 def test_snapshot_aborts_naming_every_missing_stale_or_toxic_symbol(lake, tmp_path):
     certified = read_json(lake / "certified.json")
-    (lake / "SIM_ETHUSDT_1d.parquet").unlink()
-    shutil.copy2(lake / "SIM_SOLUSDT_1d.parquet", tmp_path / "x")
-    (lake / "SIM_SOLUSDT_1d.parquet").unlink()
-    shutil.copy2(lake / "SIM_BNBUSDT_1d.parquet", lake / "SIM_SOLUSDT_1d.parquet")  # stale bytes
+    shutil.rmtree(lake / "SIM_ETHUSDT_1d.parquet")
+    (lake / "SIM_SOLUSDT_1d.parquet/2026-Q3.parquet").unlink()
+    shutil.copy2(lake / "SIM_BNBUSDT_1d.parquet/2026-Q3.parquet", lake / "SIM_SOLUSDT_1d.parquet/2026-Q3.parquet")  # stale bytes
     certified["symbols"]["SIM:DOGEUSDT"]["status"] = "toxic"
     atomic_write_json(lake / "certified.json", certified)
     with pytest.raises(SnapshotError) as err:
@@ -80,8 +84,9 @@ def test_snapshot_aborts_naming_every_missing_stale_or_toxic_symbol(lake, tmp_pa
 
 def test_a_tampered_snapshot_is_refused(lake, tmp_path):
     take_snapshot(lake, tmp_path / "s", AS_OF)
-    target = tmp_path / "s/bars/SIM_BTCUSDT_1d.parquet"
+    target = tmp_path / "s/bars/SIM_BTCUSDT_1d.parquet/2022-2025.parquet"  # the closed years
     data = target.read_bytes()
+    assert not target.stat().st_mode & 0o222  # read-only: an in-place edit is refused (for non-root users)
     target.unlink()
     target.write_bytes(data[:-10] + b"0123456789")
     with pytest.raises(SnapshotError, match="SIM_BTCUSDT_1d.parquet"):

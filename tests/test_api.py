@@ -323,7 +323,7 @@ def test_universe_without_the_file_or_with_unknown_columns_is_a_clear_error(tmp_
 
 def test_on_a_sim_data_cycle_the_api_reads_what_the_gate_published(sim_lakehouse):
     """Against the real Data Cycle's output (conftest's sim run): every certified file and the feature table."""
-    from quantlake.storage import read_bars
+    from quantlake.storage import read_ohlcv as read_bars
 
     lake = sim_lakehouse / "lakehouse"
     with Lakehouse(str(lake)) as lh:

@@ -43,6 +43,11 @@ def quiet(msg):
     pass
 
 
+def tree_bytes(path: Path) -> dict:
+    """{fragment name: bytes} of a table directory."""
+    return {p.name: p.read_bytes() for p in sorted(path.glob("*.parquet"))}
+
+
 def test_first_run_fetches_everything_and_writes_valid_files(tmp_path, sim):
     src = Recording(sim)
     summary = ingest_symbols(SYMS, src, store_at(tmp_path), cfg(), now=NOW, log=quiet)
@@ -99,7 +104,7 @@ def test_a_symbol_checked_recently_for_this_as_of_is_skipped(tmp_path, sim):
 def test_one_failing_symbol_does_not_sink_the_batch_and_keeps_its_files(tmp_path, sim):
     ingest_symbols(SYMS, sim, store_at(tmp_path), cfg(as_of="2026-11-10"), now=NOW, log=quiet)
     ada = tmp_path / "bars" / "SIM_ADAUSDT_1d.parquet"
-    before = ada.read_bytes()
+    before = tree_bytes(ada)
     messages = []
     src = Recording(sim, fail={"SIM:ADAUSDT"})
     summary = ingest_symbols(SYMS, src, store_at(tmp_path), cfg(), now=NOW, log=messages.append)
@@ -107,7 +112,7 @@ def test_one_failing_symbol_does_not_sink_the_batch_and_keeps_its_files(tmp_path
     assert "SIM:ADAUSDT: HTTP 502" in summary.failed[0].detail
     assert any("FAILED SIM:ADAUSDT" in m for m in messages)
     assert summary.count("fetched") == 4
-    assert ada.read_bytes() == before
+    assert tree_bytes(ada) == before
     assert store_at(tmp_path).load_state()["symbols"]["SIM:ADAUSDT"]["end_date"] == "2026-11-10"
     assert "1 failed" in summary.line()
 
@@ -124,11 +129,10 @@ def test_toxic_bars_never_reach_staging(tmp_path, sim):
 def test_bookkeeping_is_reconciled_with_the_files(tmp_path, sim):
     ingest_symbols(SYMS[:2], sim, store_at(tmp_path), cfg(), now=NOW, log=quiet)
     store = store_at(tmp_path)
-    # simulate a crash between a file commit and its bookkeeping: the file is newer
+    # simulate a crash between a fragment commit and its bookkeeping: the commit's intent
+    # record announces the new fragment, so it is adopted
     bars = store.read_bars(SYMS[0]).iloc[:-5]
-    from quantlake.storage import atomic_write_bars
-
-    atomic_write_bars(store.bars_path(SYMS[0]), bars)
+    store.bars.write(SYMS[0].filename, bars)
     entry = store.load_state()["symbols"][str(SYMS[0])]
     assert entry["rows"] == len(bars) and entry["end_date"] == "2026-11-15"
     # and the next run heals the tail
@@ -144,7 +148,7 @@ SPAN = (P_END - P_START).days
 
 
 def _files(path: Path) -> dict:
-    return {f"{d}/{p.name}": sha256_file(p) for d in ("bars", "quarantine") for p in sorted((path / d).glob("*.parquet"))}
+    return {str(p.relative_to(path)): sha256_file(p) for d in ("bars", "quarantine") for p in sorted((path / d).rglob("*.parquet")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -169,6 +173,15 @@ def test_any_split_in_any_order_gives_byte_identical_files(sim, full_ingestion, 
         for a, b in windows:
             ingest_symbols(PROP_SYMS, sim, store_at(path), cfg(start=a.isoformat(), as_of=b.isoformat(), workers=workers), now=NOW, log=quiet)
         assert _files(path) == full_ingestion
+
+
+def test_a_toxic_tail_bar_stays_restorable_when_an_earlier_window_is_ingested_later(sim, full_ingestion, tmp_path):
+    """The case hypothesis found: a run ending on the first day of ADA's contamination quarantines
+    that day as a toxic tail; a later head extension (as_of before it) must not re-label it
+    `not_closed` (never restorable), so the full history ends byte-identical."""
+    for a, b in (("2020-02-02", "2021-09-01"), ("2020-02-01", "2020-02-01"), ("2021-09-02", P_END.isoformat())):
+        ingest_symbols(PROP_SYMS, sim, store_at(tmp_path), cfg(start=a, as_of=b), now=NOW, log=quiet)
+    assert _files(tmp_path) == full_ingestion
 
 
 def test_a_symbol_with_no_bar_in_the_window_is_recorded_once_without_a_file(tmp_path, sim):

@@ -19,7 +19,8 @@ from quantlake.sources.base import SourceError
 from conftest import RecordingSource as Recording
 
 from quantlake.sources.sim import SimExchange
-from quantlake.storage import atomic_write_bars, read_bars as read_bar_file
+from quantlake.data.staging import bars_layer
+from quantlake.storage import read_ohlcv as read_bar_file
 
 NOW = dt.datetime(2026, 11, 26, 12, tzinfo=dt.timezone.utc)
 AS_OF = "2026-11-20"
@@ -150,7 +151,7 @@ def punch_holes(layers, sid, holes):
     keep = np.ones(len(bars), dtype=bool)
     for a, b in holes:
         keep &= ~((bars["timestamp"] >= date_to_ms(a)) & (bars["timestamp"] <= date_to_ms(b)))
-    atomic_write_bars(path, bars[keep])
+    bars_layer(path.parent).write(path.name, bars[keep])  # through the layer, as ingest would
     return bars
 
 
@@ -220,7 +221,7 @@ def test_staging_disagreeing_with_a_repaired_bar_is_drift_and_staging_is_kept(la
     healed = RepairLayer(layers.repairs).read_bars(DOT)
     day = healed[healed["timestamp"] == date_to_ms(D(2025, 3, 3))]
     changed = day.assign(close=day["close"] * 1.01, high=day[["high", "close"]].max(axis=1) * 1.01)
-    atomic_write_bars(path, pd.concat([staging, changed]).sort_values("timestamp"))  # as if ingest had re-fetched the day
+    bars_layer(path.parent).write(path.name, pd.concat([staging, changed]).sort_values("timestamp"))  # as if ingest had re-fetched the day
 
     merged = read_bars(layers, DOT)
     assert merged.loc[merged["timestamp"] == changed["timestamp"].iat[0], "close"].iat[0] == changed["close"].iat[0]

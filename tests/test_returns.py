@@ -181,7 +181,7 @@ def test_the_file_reader_gives_the_same_panels_as_the_in_memory_path(tmp_path):
     from quantlake.alpha.returns import panels_from_files, returns_matrix, traded_value_matrix
     from quantlake.contracts import SymbolId
     from quantlake.sources.sim import SimExchange
-    from quantlake.storage import atomic_write_bars, read_bars
+    from quantlake.storage import atomic_write_bars, read_ohlcv as read_bars
 
     sim = SimExchange(7)
     files = {}

@@ -50,27 +50,40 @@ def rewrite(path: Path, frame: pd.DataFrame) -> None:
     frame.to_parquet(path, index=False)
 
 
+def rewrite_table(path: Path, change) -> None:
+    """Rewrite every fragment of a table (a directory of fragments, or one file) with `change(frame)`."""
+    for fragment in sorted(path.glob("*.parquet")) if path.is_dir() else [path]:
+        rewrite(fragment, change(pd.read_parquet(fragment)))
+
+
+def first_fragment(path: Path) -> Path:
+    return sorted(path.glob("*.parquet"))[0]
+
+
 def test_the_manifest_lists_every_file_with_its_sha256_and_the_id_covers_them(work):
     snap = load_snapshot(work / "snapshot")
     content = snap.manifest["content"]
-    assert set(content) == {f"bars/{n}" for n in snap.manifest["files"]} | {FEATURES, "universe.parquet"}
+    bars = {f"bars/{n}/{k}.parquet" for n, e in snap.manifest["files"].items() for k in e["fragments"]}
+    features = {f"{FEATURES}/{k}.parquet" for k in snap.manifest["features"]["fragments"]}
+    assert len(features) > 1 and set(content) == bars | features | {"universe.parquet"}
     for rel, sha in content.items():
         assert sha256_file(work / "snapshot" / rel) == sha
     assert snap.manifest["universe"]["intervals"] == len(read_universe(work / "snapshot/universe.parquet")) > 0
     # a lakehouse that differs only in its universe (or only in its features) gives another id
-    features = pq.read_table(work / "lakehouse" / FEATURES).to_pandas()
-    features.loc[0, "recommend_all"] = 0.123
+    def features(frame):
+        frame.loc[0, "recommend_all"] = 0.123
+        return frame
+
     universe = read_universe(work / "lakehouse/universe.parquet")
     universe.loc[0, "end"] -= pd.Timedelta(days=1)
     spec = UniverseSpec(tuple(ScannerConfig(**s) for s in universe.attrs["scanners"]))
     for rel, write in (
-        (FEATURES, lambda path: features.to_parquet(path, index=False)),
-        ("universe.parquet", lambda path: path.write_bytes(universe_to_parquet_bytes(universe, spec, AS_OF))),
+        (FEATURES, lambda path: rewrite(path, features(pd.read_parquet(path)))),
+        ("universe.parquet", lambda path: (path.unlink(), path.write_bytes(universe_to_parquet_bytes(universe, spec, AS_OF)))),
     ):
         other = work / f"lake_{rel.replace('/', '_')}"
         shutil.copytree(work / "lakehouse", other)
-        (other / rel).unlink()
-        write(other / rel)
+        write(first_fragment(other / rel) if (other / rel).is_dir() else other / rel)
         again = take_snapshot(other, work / f"snap_{rel.replace('/', '_')}", AS_OF)
         assert again.snapshot_id != snap.snapshot_id, rel
 
@@ -80,22 +93,23 @@ def test_a_tampered_feature_table_is_refused_by_every_stage_that_reads_it(work):
     stages.run_select(alpha, snap_dir, PARAMS)
     honest = read_json(alpha / "selection.json")["selected"]
     # the tampering of the issue: ratings pushed up for symbols that were not selected
-    features = pq.read_table(snap_dir / FEATURES).to_pandas()
-    forged = features.copy()
-    forged.loc[~forged["symbol"].isin(honest), "recommend_all"] = 1.0
-    forged.loc[forged["symbol"].isin(honest), "recommend_all"] = -1.0
+    def forged(frame):
+        frame.loc[~frame["symbol"].isin(honest), "recommend_all"] = 1.0
+        frame.loc[frame["symbol"].isin(honest), "recommend_all"] = -1.0
+        return frame
+
     # it matters: a snapshot made honestly from forged ratings selects other symbols
     shutil.copytree(work / "lakehouse", work / "forged_lake")
-    rewrite(work / "forged_lake" / FEATURES, forged)
+    rewrite_table(work / "forged_lake" / FEATURES, forged)
     take_snapshot(work / "forged_lake", work / "forged_snap", AS_OF)
     stages.run_returns(work / "forged_snap", work / "forged_alpha", PARAMS)
     assert stages.run_select(work / "forged_alpha", work / "forged_snap", PARAMS)["selected"] != honest
-    rewrite(snap_dir / FEATURES, forged)
+    rewrite_table(snap_dir / FEATURES, forged)
     for run in (
         lambda: stages.run_select(alpha, snap_dir, PARAMS),
         lambda: stages.run_backtest(alpha, snap_dir, work / "backtest", PARAMS),
     ):
-        with pytest.raises(SnapshotError, match="features/tv_technicals_1d.parquet: sha256 differs"):
+        with pytest.raises(SnapshotError, match=r"features/tv_technicals_1d\.parquet/\d{4}-\d\d\.parquet: sha256 differs"):
             run()
     assert read_json(alpha / "selection.json")["selected"] == honest  # nothing was overwritten
     with pytest.raises(SnapshotError, match="tv_technicals_1d.parquet"):
@@ -113,11 +127,11 @@ def test_a_tampered_universe_is_refused(work):
 
 
 def test_tampered_bars_are_refused_by_the_returns_stage(work):
-    target = work / "snapshot/bars/SIM_BTCUSDT_1d.parquet"
+    target = first_fragment(work / "snapshot/bars/SIM_BTCUSDT_1d.parquet")
     bars = pd.read_parquet(target)
     bars.loc[10, "close"] *= 1.01
     rewrite(target, bars)
-    with pytest.raises(SnapshotError, match="bars/SIM_BTCUSDT_1d.parquet: sha256 differs"):
+    with pytest.raises(SnapshotError, match=f"bars/SIM_BTCUSDT_1d.parquet/{target.name}: sha256 differs"):
         stages.run_returns(work / "snapshot", work / "alpha2", PARAMS)
     assert not (work / "alpha2").exists()
 
@@ -157,7 +171,7 @@ def test_parts_stored_as_directories_of_fragments_are_hashed_per_file(work, tmp_
     lake = tmp_path / "lake"
     shutil.copytree(work / "lakehouse", lake)
     table = pq.read_table(lake / FEATURES).to_pandas()
-    (lake / FEATURES).unlink()
+    shutil.rmtree(lake / FEATURES)  # the gate's month fragments, re-cut another way
     (lake / FEATURES).mkdir()
     months = pd.to_datetime(table["timestamp"], unit="ms").dt.strftime("%Y-%m")
     for month in ("2025-01", "2025-02"):

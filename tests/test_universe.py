@@ -172,7 +172,7 @@ def test_universe_at_t_is_the_same_with_data_up_to_t_or_later(seed):
 
 def test_universe_on_the_sim_is_point_in_time(sim_lakehouse):
     """The same property on the sim's certified bars (listings, delistings, a halt, outages)."""
-    from quantlake.storage import read_bars, read_json
+    from quantlake.storage import read_json, read_ohlcv as read_bars
 
     lake = sim_lakehouse / "lakehouse"
     cert = read_json(lake / "certified.json")["symbols"]

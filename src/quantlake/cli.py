@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import subprocess
+import signal
 import sys
 from pathlib import Path
 
@@ -121,6 +122,13 @@ def cmd_report(args) -> int:
     from .data import stages
 
     _say(f"report: {stages.run_report(Path(args.root), Path(args.out))}")
+    return 0
+
+
+def cmd_migrate(args) -> int:
+    from .data import stages
+
+    _say(stages.run_migrate(Path(args.root), log=_say).line())
     return 0
 
 
@@ -269,6 +277,11 @@ def _data_commands(sub) -> None:
     s.add_argument("--strict", action="store_true", help="exit non-zero if any symbol failed")
     s.set_defaults(func=cmd_repair)
 
+    s = sub.add_parser("migrate", help="convert data/ from the one-file-per-table layout to fragmented tables (same rows)",
+                       description="Operation (not a DVC stage): rewrite every table of data/ in the fragmented layout, keeping every row.")
+    s.add_argument("--root", default="data", help=DATA_ROOT_HELP)
+    s.set_defaults(func=cmd_migrate)
+
     s = sub.add_parser("features", help="compute point-in-time technical ratings for every staged symbol",
                        description="Data Cycle stage 4: technical ratings per symbol and day, from bars at or before that day only.")
     s.add_argument("--root", default="data", help=DATA_ROOT_HELP)
@@ -367,7 +380,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _exit_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, so every `except BaseException` / `finally` removes its temp files."""
+    try:
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    except ValueError:  # not the main thread: leave the handler alone
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    _exit_on_sigterm()
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     try:

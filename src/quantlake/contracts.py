@@ -227,11 +227,10 @@ def find_gaps(timestamps: Iterable[int], max_gap_days: int) -> list[list[str]]:
 CATALOG_ENTRY_FIELDS = (
     "file",
     "sha256",
+    "fragments",
     "rows",
     "start_date",
     "end_date",
-    "last_checked",
-    "last_updated",
     "source",
     "gaps",
     "quarantined",

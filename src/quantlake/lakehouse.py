@@ -7,12 +7,17 @@ Each layer is owned by one DVC stage (ARCHITECTURE.md section 1):
     data/staging/repairs/     repair   (bars re-fetched for gap windows; issue 4)
     data/staging/features/    features (point-in-time technical ratings; issue 4)
     data/lakehouse/           audit    (the Golden Copy: the only layer the Alpha Cycle reads)
+
+Every table in them is a `quantlake.layer.Layer` table: a directory of immutable fragments
+(one per year for bars, one per month for the long feature table).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .contracts import OHLCV_COLUMNS, ContractError, SymbolId, coerce_bars
-from .storage import read_bars as read_bar_file
+from .layer import Layer
 
 CATALOG = "catalog.json"
 CERTIFIED = "certified.json"
@@ -51,6 +56,16 @@ class Layers:
     def lakehouse(self) -> Path:
         return self.root / "lakehouse"
 
+    def bars_layer(self) -> Layer:
+        from .data.staging import bars_layer
+
+        return bars_layer(self.staging_bars)
+
+    def repairs_layer(self) -> Layer:
+        from .data.staging import bars_layer
+
+        return bars_layer(self.repairs)
+
 
 def merged_bars(staging: pd.DataFrame, repairs: pd.DataFrame | None) -> pd.DataFrame:
     """Staging bars plus repaired bars, sorted by timestamp; on a day both hold, staging wins.
@@ -80,16 +95,15 @@ def drift_rows(staging: pd.DataFrame, repairs: pd.DataFrame | None) -> pd.DataFr
 
 
 def read_repairs(layers: Layers, sid: SymbolId) -> pd.DataFrame | None:
-    path = layers.repairs / sid.filename
-    return read_bar_file(path) if path.exists() else None
+    return layers.repairs_layer().read(sid.filename)
 
 
 def read_bars(layers: Layers, sid: SymbolId) -> pd.DataFrame:
     """A symbol's bars for everyone downstream of repair: staged bars merged with repaired ones."""
-    path = layers.staging_bars / sid.filename
-    if not path.exists():
-        raise ContractError(f"{sid}: no staged bar file {path}")
-    return merged_bars(read_bar_file(path), read_repairs(layers, sid))
+    staged = layers.bars_layer().read(sid.filename)
+    if staged is None:
+        raise ContractError(f"{sid}: no staged bar table {layers.staging_bars / sid.filename}")
+    return merged_bars(staged, read_repairs(layers, sid))
 
 
 
@@ -98,24 +112,64 @@ def swap_dir_into_place(new: Path, target: Path) -> None:
 
     POSIX cannot atomically replace a non-empty folder, so the old one is first renamed aside
     (`.NAME.old`) and removed after the new one is in place; `recover_swap` restores the old
-    one if a crash happened between the two renames.
+    one if a crash happened between the two renames. An old folder that cannot be removed is
+    renamed out of the way (`.NAME.old-N`) instead of blocking the swap.
     """
     new, target = Path(new), Path(target)
     old = target.parent / f".{target.name}.old"
     if old.exists():
-        shutil.rmtree(old)
+        _discard(old)
     if target.exists():
         os.replace(target, old)
     os.replace(new, target)
     if old.exists():
-        shutil.rmtree(old)
+        _discard(old)
 
 
 def recover_swap(target: Path) -> bool:
-    """If a crash left `target` missing and its old version aside, put the old one back."""
+    """Finish a swap a crash interrupted: put the old version back when `target` is missing,
+    drop it when the new one is in place. Returns whether the old version was restored."""
     target = Path(target)
     old = target.parent / f".{target.name}.old"
-    if not target.exists() and old.exists():
+    if not old.exists():
+        return False
+    if not target.exists():
         os.replace(old, target)
         return True
+    _discard(old)
     return False
+
+
+def remove_stale_temp_dirs(target: Path) -> list[Path]:
+    """Remove the `.NAME.tmp-*` build folders and `.NAME.old-N` leftovers a killed run left
+    next to `target` (call with the writer's lock held)."""
+    target = Path(target)
+    if not target.parent.is_dir():
+        return []
+    found = sorted(target.parent.glob(f".{target.name}.tmp-*")) + sorted(target.parent.glob(f".{target.name}.old-*"))
+    for path in found:
+        _rmtree(path)
+    return [p for p in found if not p.exists()]
+
+
+def _discard(old: Path) -> None:
+    """Remove `old`; if that fails (permissions), rename it to a free `.old-N` name."""
+    if _rmtree(old):
+        return
+    n = 1
+    while (old.parent / f"{old.name}-{n}").exists():
+        n += 1
+    os.replace(old, old.parent / f"{old.name}-{n}")
+    print(f"warning: could not remove {old}; moved it to {old.name}-{n} (remove it by hand)", file=sys.stderr)
+
+
+def _rmtree(path: Path) -> bool:
+    """Remove a tree, making read-only folders writable first; whether it is gone."""
+    def unlock(func, p, exc_info):
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(p), 0o700)
+            func(p)
+
+    with contextlib.suppress(OSError):
+        shutil.rmtree(path, onerror=unlock)
+    return not os.path.lexists(path)

@@ -40,6 +40,16 @@ def _umask() -> int:
 _FILE_MODE = 0o666 & ~_umask()
 
 
+def dir_mode() -> int:
+    """The mode `mkdir` gives under the current umask (mkdtemp's 0700 is widened to it)."""
+    return 0o777 & ~_umask()
+
+
+def make_read_only(path: str | os.PathLike) -> None:
+    """Drop the write bits of a published file (a hard-linked copy elsewhere shares them)."""
+    os.chmod(path, 0o444 & ~_umask())
+
+
 def _fsync_dir(folder: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
@@ -108,7 +118,8 @@ def atomic_write_frame(path: str | os.PathLike, frame: pd.DataFrame, metadata: d
     return sha256_bytes(data)
 
 
-def read_bars(path: str | os.PathLike) -> pd.DataFrame:
+def read_ohlcv(path: str | os.PathLike) -> pd.DataFrame:
+    """Every bar of an OHLCV table: one file (old layout) or a directory of fragments."""
     return pq.read_table(path, schema=OHLCV_SCHEMA).to_pandas()
 
 

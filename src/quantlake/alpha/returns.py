@@ -26,9 +26,11 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from quantlake.contracts import DAY_MS, OHLCV_SCHEMA, ContractError, SymbolId
+from quantlake.layer import fragment_files
 
 DATE_INDEX_NAME = "date"
 PANEL_COLUMNS = ("timestamp", "close", "volume")  # what the panels read of a bar file
@@ -99,18 +101,24 @@ def to_day(value: Any) -> pd.Timestamp:
 
 
 def read_bar_columns(path: str | os.PathLike, columns: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Only `columns` of a bar file, as numpy arrays with the contract's dtypes.
+    """Only `columns` of a bar table (file or fragment directory), as numpy arrays with the contract's dtypes.
 
     `ParquetFile.read` skips the dataset layer `pq.read_table` goes through, which costs more
     than the read itself on small files. Columns are cast to the contract's types as
-    `storage.read_bars` does; a column the file lacks is an error naming the file.
+    `storage.read_ohlcv` does; a column the file lacks is an error naming the file.
     """
-    with pq.ParquetFile(path) as parquet:
-        present = set(parquet.schema_arrow.names)
-        missing = [c for c in columns if c not in present]
-        if missing:
-            raise ContractError(f"bar file {os.fspath(path)}: missing column(s) {missing}")
-        table = parquet.read(columns=list(columns), use_threads=False)
+    files = fragment_files(path)
+    if not files:
+        raise ContractError(f"bar table {os.fspath(path)}: no Parquet file or fragment")
+    parts = []
+    for file in files:  # a table is one file (old layout) or its yearly fragments, in order
+        with pq.ParquetFile(file) as parquet:
+            present = set(parquet.schema_arrow.names)
+            missing = [c for c in columns if c not in present]
+            if missing:
+                raise ContractError(f"bar file {os.fspath(file)}: missing column(s) {missing}")
+            parts.append(parquet.read(columns=list(columns), use_threads=False))
+    table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
     out = {}
     for name in columns:
         column = table.column(name)

@@ -1,24 +1,28 @@
 """The Alpha Cycle's only input: an immutable, content-hashed snapshot of the Golden Copy.
 
-`take_snapshot` checks that the lakehouse can serve its certified list (every file present,
-its sha256 as certified, certified for the `as_of` asked, not toxic), aborting with the name
-of every symbol that fails, then links (or copies) the files into `artifacts/snapshot/bars/`,
-keeps the certified symbols' feature rows in `artifacts/snapshot/features/`, links the
-point-in-time universe (`universe.parquet`), and writes `manifest.json`:
+`take_snapshot` checks that the lakehouse can serve its certified list (every table present,
+each fragment's sha256 as certified, certified for the `as_of` asked, not toxic), aborting
+with the name of every symbol that fails, then links (or copies) the tables' fragments into
+`artifacts/snapshot/bars/` (same layout as the lakehouse: `NAME_1d.parquet/{KEY}.parquet`),
+keeps the certified symbols' feature rows in `artifacts/snapshot/features/` (month fragments,
+linked when they hold only those symbols), links the point-in-time universe
+(`universe.parquet`), and writes `manifest.json`:
 
     snapshot_id  sha256 over `as_of` and the sorted (path, sha256) list of `content`
     as_of        the lakehouse's as_of
-    files        {bar file name: {symbol, sha256, rows, start, end}}  (sha256 as certified)
-    features     {file, rows}             when the lakehouse has features
+    files        {table name: {symbol, sha256, fragments: {key: sha256}, rows, start, end}}
+    features     {file, rows, sha256, fragments}   when the lakehouse has features
     universe     {file, intervals}        when the lakehouse has a universe
     content      {path relative to the snapshot: sha256} for every file the snapshot holds
 
-A part of the snapshot (`bars/`, `features/`, `universe.parquet`) may be one file or a
-directory of fragments: `content` lists every file under it. Every reader verifies what it
-reads against `content` first (`Snapshot.bar_files`, `features`, `universe`): a missing,
-extra or changed file is a `SnapshotError` naming it, so one snapshot_id always means the
-same inputs. `load_snapshot(path)` verifies every part at once (`verify=()` defers each part
-to its reader).
+`sha256` of a table is `layer.table_digest` of its fragments (as certified). A part of the
+snapshot (`bars/`, `features/`, `universe.parquet`) may be one file or a directory of
+fragments: `content` lists every file under it. Every reader verifies what it reads against
+`content` first (`Snapshot.bar_files`, `features`, `universe`): a missing, extra or changed
+file is a `SnapshotError` naming it, so one snapshot_id always means the same inputs.
+`load_snapshot(path)` verifies every part at once (`verify=()` defers each part to its
+reader). Snapshot files are read-only (linked fragments share their inode with the lakehouse
+and staging).
 
 The same lakehouse version always gives the same snapshot_id and byte-identical files.
 """
@@ -40,8 +44,9 @@ import pyarrow.parquet as pq
 
 from ..contracts import QuantlakeError, SymbolId, parse_date
 from ..data.universe import UNIVERSE_FILE, read_universe
+from ..layer import fragment_files, table_digest, table_hashes
 from ..lakehouse import CERTIFIED
-from ..storage import atomic_write_frame, atomic_write_json, link_or_copy, read_bars, read_json, sha256_file
+from ..storage import atomic_write_bytes, atomic_write_json, link_or_copy, make_read_only, read_json, read_ohlcv, sha256_file, table_to_parquet_bytes
 
 MANIFEST = "manifest.json"
 FEATURES_FILE = "tv_technicals_1d.parquet"
@@ -93,7 +98,7 @@ class Snapshot:
 
     def bars(self) -> dict[str, pd.DataFrame]:
         """Symbol id -> bars, for every file of the snapshot."""
-        return {symbol: read_bars(path) for symbol, path in self.bar_files().items()}
+        return {symbol: read_ohlcv(path) for symbol, path in self.bar_files().items()}
 
     def features(
         self,
@@ -181,6 +186,23 @@ def link_part(src: Path, dst: Path) -> None:
         link_or_copy(src, dst)
 
 
+def table_entry(path: Path) -> dict:
+    """The manifest fields of a fragmented table: its fragments' hashes and their digest."""
+    frags = table_hashes(path)
+    return {"sha256": table_digest(frags), "fragments": frags}
+
+
+def verify_table(path: Path, entry: dict) -> str | None:
+    """Why the table at `path` does not match its manifest `entry` (None when it does)."""
+    frags = table_hashes(path)
+    if not frags:
+        return f"{path} is missing"
+    if frags != entry.get("fragments") or table_digest(frags) != entry.get("sha256"):
+        changed = sorted(k for k in set(frags) | set(entry.get("fragments") or {}) if frags.get(k) != (entry.get("fragments") or {}).get(k))
+        return f"{path.name}: fragment(s) {changed} differ"
+    return None
+
+
 def check_servable(lakehouse: Path, certified: dict, as_of: dt.date) -> list[str]:
     """Every reason the lakehouse cannot serve its certified list (empty when it can)."""
     problems = []
@@ -201,27 +223,33 @@ def check_servable(lakehouse: Path, certified: dict, as_of: dt.date) -> list[str
             problems.append(f"{sym}: certified file {entry.get('file')!r} is not {sid.filename!r}")
         elif not path.exists():
             problems.append(f"{sym}: missing from the lakehouse ({path})")
-        elif sha256_file(path) != entry.get("sha256"):
-            problems.append(f"{sym}: stale file {path.name} (sha256 differs from certified.json)")
+        elif not entry.get("fragments"):
+            problems.append(f"{sym}: certified.json lists no fragments (a lakehouse in the old layout: run the Data Cycle or `quantlake migrate`)")
+        elif (why := verify_table(path, entry)) is not None:
+            problems.append(f"{sym}: stale table {why} (sha256 differs from certified.json)")
     return problems
 
 
 def snapshot_features(src: Path, dst: Path, symbols: set[str]) -> dict:
-    """Keep the feature rows of `symbols` in `dst`; returns its manifest entry.
+    """Keep the feature rows of `symbols` in `dst` (month fragments); returns its manifest entry.
 
-    The audit publishes features for certified symbols only, so the lakehouse table usually
-    holds nothing to drop: then it is linked like the bar files (no second copy of hundreds of
-    MB, and DVC stores one cache object for both). Otherwise the kept rows are written anew.
+    The audit publishes features for certified symbols only, so a month usually holds nothing
+    to drop: then it is linked like the bar fragments (DVC stores one cache object for both).
+    Otherwise the kept rows of that month are written anew.
     """
-    held = pq.read_table(src, columns=["symbol"]).column("symbol").unique().to_pylist()
-    if set(held) <= symbols:
-        link_part(src, dst)
-        return {"file": PARTS["features"], "rows": pq.read_metadata(dst).num_rows if dst.is_file() else pq.ParquetDataset(dst).read(columns=["symbol"]).num_rows}
-    table = pq.read_table(src).to_pandas()
-    keep = table[table["symbol"].isin(sorted(symbols))].reset_index(drop=True)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_frame(dst, keep)
-    return {"file": PARTS["features"], "rows": int(len(keep))}
+    dst.mkdir(parents=True)
+    rows = 0
+    for path in fragment_files(src):
+        held = set(pq.read_table(path, columns=["symbol"]).column("symbol").unique().to_pylist())
+        if held <= symbols:
+            link_or_copy(path, dst / path.name)
+            rows += pq.read_metadata(path).num_rows
+            continue
+        kept = pq.read_table(path, filters=[("symbol", "in", sorted(symbols))])  # same schema and row order
+        if kept.num_rows:
+            atomic_write_bytes(dst / path.name, table_to_parquet_bytes(kept))
+            rows += kept.num_rows
+    return {"file": PARTS["features"], "rows": int(rows), **table_entry(dst)}
 
 
 def take_snapshot(lakehouse: Path, out: Path, as_of: dt.date) -> Snapshot:
@@ -235,7 +263,7 @@ def take_snapshot(lakehouse: Path, out: Path, as_of: dt.date) -> Snapshot:
         raise SnapshotError("the lakehouse cannot serve its certified list:\n  " + "\n  ".join(problems))
 
     files = {
-        e["file"]: {"symbol": sym, "sha256": e["sha256"], "rows": e["rows"], "start": e["start_date"], "end": e["end_date"]}
+        e["file"]: {"symbol": sym, "sha256": e["sha256"], "fragments": e["fragments"], "rows": e["rows"], "start": e["start_date"], "end": e["end_date"]}
         for sym, e in sorted(certified["symbols"].items())
     }
     manifest: dict = {"snapshot_id": None, "as_of": certified["as_of"], "files": files}
@@ -243,12 +271,14 @@ def take_snapshot(lakehouse: Path, out: Path, as_of: dt.date) -> Snapshot:
     tmp = out.parent / f".{out.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / BARS).mkdir(parents=True)
-    for name in files:
-        link_part(lakehouse / name, tmp / BARS / name)
-    # bar files were hashed against certified.json just now: reuse those hashes
-    content = hash_part(tmp, BARS, {f"{BARS}/{name}": e["sha256"] for name, e in files.items()})
+    for name, entry in files.items():
+        (tmp / BARS / name).mkdir()
+        for key in entry["fragments"]:
+            link_or_copy(lakehouse / name / f"{key}.parquet", tmp / BARS / name / f"{key}.parquet")
+    # bar fragments were hashed against certified.json just now: reuse those hashes
+    content = hash_part(tmp, BARS, {f"{BARS}/{name}/{key}.parquet": h for name, e in files.items() for key, h in e["fragments"].items()})
     features = lakehouse / "features" / FEATURES_FILE
-    if features.exists():
+    if features.is_dir():
         manifest["features"] = snapshot_features(features, tmp / PARTS["features"], {f["symbol"] for f in files.values()})
         content.update(hash_part(tmp, PARTS["features"]))
     universe = lakehouse / UNIVERSE_FILE
@@ -259,6 +289,9 @@ def take_snapshot(lakehouse: Path, out: Path, as_of: dt.date) -> Snapshot:
     manifest["content"] = dict(sorted(content.items()))
     manifest["snapshot_id"] = snapshot_id(manifest["content"], certified["as_of"])
     atomic_write_json(tmp / MANIFEST, manifest)
+    for path in tmp.rglob("*"):
+        if path.is_file():
+            make_read_only(path)
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)

@@ -28,31 +28,33 @@ bar on or before it is listed under `empty_symbols`, as a fresh run at that day 
 The gate also publishes the point-in-time universe, `universe.parquet` (`data/universe.py`),
 computed from the certified bars and the scanner configs of `candidates.json`.
 
-The new lakehouse is built in a temporary folder next to `data/lakehouse/` (unchanged bar
-files hard-linked from staging, not copied, where the filesystem allows), every certified file
-is validated once more, and the folder is swapped into place. If any certified file would
-break a contract, nothing is published and the command fails.
+The new lakehouse is built in a temporary folder next to `data/lakehouse/` (staged fragments
+hard-linked, not copied, where the filesystem allows; only a fragment that repairs or the
+`as_of` cut changed is written anew), every certified table is validated once more, published
+files are made read-only, and the folder is swapped into place (its mode follows the umask). If
+any certified table would break a contract, nothing is published and the command fails. A run
+first finishes a swap a crash interrupted and removes the build folders a killed run left behind.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from ..contracts import SCHEMA_VERSION, STATUSES, SymbolId, date_to_ms, ms_to_date, parse_date, validate_catalog, validate_ohlcv
-from ..lakehouse import AUDIT, CATALOG, CERTIFIED, Layers, merged_bars, read_repairs, recover_swap, swap_dir_into_place
+from ..layer import table_digest
+from ..lakehouse import AUDIT, CATALOG, CERTIFIED, Layers, merged_bars, read_repairs, recover_swap, remove_stale_temp_dirs, swap_dir_into_place
 from ..params import AuditParams, DataParams, coerce_section
-from ..storage import atomic_write_bytes, atomic_write_json, bars_to_parquet_bytes, link_or_copy, sha256_bytes, sha256_file
-from ..storage import read_bars as read_bars_file
+from ..storage import atomic_write_bytes, atomic_write_json, dir_mode, file_lock, link_or_copy, make_read_only, read_ohlcv, sha256_bytes, sha256_file
 from .repair import load_repair_log
-from .staging import StagingStore, bars_summary
+from .staging import StagingStore, bars_layer, bars_summary
 from .universe import UniverseSpec, publish_universe
 
 
@@ -90,6 +92,8 @@ def classify(entry: dict, violations: list[str], cfg: AuditConfig) -> tuple[str,
     """(status, reasons) for one staged symbol."""
     if entry.get("toxic_reason"):
         return "toxic", [entry["toxic_reason"]]
+    if entry.get("corrupt"):
+        return "toxic", [entry["corrupt"]]
     if violations:
         return "toxic", [f"contract violation: {v}" for v in violations[:5]]
     if not entry.get("rows"):
@@ -129,7 +133,7 @@ class _Inspected:
 
     entry: dict  # catalog-ready fields before classification
     violations: list[str]
-    published: bytes | None  # merged bytes to write, or None to link the staged file
+    written: dict[str, bytes]  # fragments to write (merged with repairs, cut at as_of); the others are linked
     only_after_as_of: bool = False  # staged bars, but none at or before as_of: not in this version
 
 
@@ -144,35 +148,42 @@ def bars_as_of(bars: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
 
 def inspect_symbol(layers: Layers, sym: str, entry: dict, repair_entry: dict | None, cfg: AuditConfig) -> _Inspected:
     sid = SymbolId.parse(sym, where="ingest bookkeeping")
+    if entry.get("corrupt"):  # toxic: nothing of it is read or published
+        return _Inspected({**entry, "sha256": None, "fragments": {}, "repaired_days": 0, "repairs": [], "drift": []}, [], {})
     staged_path = layers.staging_bars / entry["file"]
+    staged = bars_layer(layers.staging_bars)
     repairs = read_repairs(layers, sid)
-    staged = read_bars_file(staged_path)
-    merged = staged if repairs is None or repairs.empty else merged_bars(staged, repairs)
+    staged_bars = staged.read(entry["file"])
+    merged = staged_bars if repairs is None or repairs.empty else merged_bars(staged_bars, repairs)
     bars = bars_as_of(merged, cfg.as_of)
-    if bars is staged:  # nothing repaired, nothing after as_of: link the staged file
-        published, sha = None, entry["sha256"]
-    else:
-        published = bars_to_parquet_bytes(bars)
-        sha = sha256_bytes(published)
+    fragments, written = dict(entry["fragments"]), {}
+    if bars is not staged_bars:  # repaired or cut at as_of: write the fragments whose bytes changed
+        fragments = {}
+        for key, data in staged.encode(bars).items():
+            fragments[key] = sha256_bytes(data)
+            if entry["fragments"].get(key) != fragments[key]:
+                written[key] = data
     checked = {
         **entry,
         **bars_summary(bars, cfg.max_gap_days),
-        "sha256": sha,
+        "sha256": table_digest(fragments),
+        "fragments": fragments,
         "quarantined": int(entry.get("quarantined", 0)) + int((repair_entry or {}).get("quarantined", 0)),
         "repaired_days": 0 if repairs is None else int(len(repairs)),
         "repairs": [{k: g[k] for k in ("from", "to", "status", "filled_days", "missing_days", "last_tried") if k in g} for g in (repair_entry or {}).get("gaps", [])],
         "drift": sorted(set((repair_entry or {}).get("drift", [])) | _ingest_drift_days(layers, sid)),
     }
     found = validate_ohlcv(bars, file=str(staged_path), as_of=cfg.as_of, limit=20)
-    return _Inspected(checked, [str(v) for v in found], published, only_after_as_of=len(merged) > 0 and len(bars) == 0)
+    return _Inspected(checked, [str(v) for v in found], written, only_after_as_of=len(merged) > 0 and len(bars) == 0)
 
 
 def _ingest_drift_days(layers: Layers, sid: SymbolId) -> set[str]:
     """Days a later fetch served different values for (kept as stored, quarantined as duplicates)."""
-    path = layers.quarantine / sid.filename
-    if not path.exists():
+    from .staging import quarantine_layer
+
+    q = quarantine_layer(layers.quarantine).read(sid.filename, columns=["timestamp", "rule"])
+    if q is None:
         return set()
-    q = pq.read_table(path, columns=["timestamp", "rule"]).to_pandas()
     return {ms_to_date(int(t)).isoformat() for t in q.loc[q["rule"] == "duplicate_timestamp", "timestamp"]}
 
 
@@ -186,11 +197,10 @@ def build_documents(inspected: dict[str, _Inspected], cfg: AuditConfig, candidat
         symbols[sym] = {
             "file": entry["file"] if status != "toxic" else None,
             "sha256": entry["sha256"] if status != "toxic" else None,
+            "fragments": entry["fragments"] if status != "toxic" else None,
             "rows": entry.get("rows", 0),
             "start_date": entry.get("start_date"),
             "end_date": entry.get("end_date"),
-            "last_checked": entry.get("last_checked"),
-            "last_updated": entry.get("last_updated"),
             "source": entry.get("source"),
             "gaps": entry.get("gaps", []),
             "quarantined": entry.get("quarantined", 0),
@@ -208,7 +218,7 @@ def build_documents(inspected: dict[str, _Inspected], cfg: AuditConfig, candidat
         "schema_version": SCHEMA_VERSION,
         "as_of": cfg.as_of.isoformat(),
         "symbols": {
-            s: {k: e[k] for k in ("file", "sha256", "rows", "start_date", "end_date", "status")}
+            s: {k: e[k] for k in ("file", "sha256", "fragments", "rows", "start_date", "end_date", "status")}
             for s, e in symbols.items()
             if e["status"] in cfg.certify
         },
@@ -245,10 +255,19 @@ def run_audit(
     candidates: list[str] | None = None,
     publish_features: bool = True,
     universe: UniverseSpec | None = None,
+    lock_timeout: float = 3600.0,
 ) -> AuditResult:
     """Check the staging layers and publish the Golden Copy (see module docstring)."""
     lakehouse = layers.lakehouse
-    recover_swap(lakehouse)
+    lakehouse.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(lakehouse.parent / ".audit.lock", timeout=lock_timeout, what="another `quantlake audit`"):
+        recover_swap(lakehouse)
+        remove_stale_temp_dirs(lakehouse)
+        return _audit(layers, cfg, candidates, publish_features, universe)
+
+
+def _audit(layers: Layers, cfg: AuditConfig, candidates: list[str] | None, publish_features: bool, universe: UniverseSpec | None) -> AuditResult:
+    lakehouse = layers.lakehouse
     store = StagingStore(layers.staging_bars, layers.quarantine, max_gap_days=cfg.max_gap_days)
     state = store.load_state()
     repair_log = load_repair_log(layers.repairs)
@@ -267,62 +286,47 @@ def run_audit(
     if problems:
         raise AuditFailure("catalog breaks its contract: " + "; ".join(problems[:10]))
 
-    lakehouse.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{lakehouse.name}.tmp-", dir=lakehouse.parent))
+    os.chmod(tmp, dir_mode())  # mkdtemp makes 0700; the published folder follows the umask
     result = AuditResult(catalog, certified, report)
     try:
         for sym, entry in catalog["symbols"].items():
             if entry["status"] == "toxic":
                 continue
-            published = inspected[sym].published
-            if published is not None:
-                atomic_write_bytes(tmp / entry["file"], published)
-                result.written += 1
-            else:
-                how = link_or_copy(layers.staging_bars / entry["file"], tmp / entry["file"])
-                result.linked += how == "link"
-                result.copied += how == "copy"
-        # The last line of defence: every certified file, as published, must meet the contract.
+            table = tmp / entry["file"]
+            table.mkdir()
+            written = inspected[sym].written
+            for key in entry["fragments"]:
+                name = f"{key}.parquet"
+                if key in written:
+                    atomic_write_bytes(table / name, written[key])
+                    result.written += 1
+                else:
+                    how = link_or_copy(layers.staging_bars / entry["file"] / name, table / name)
+                    result.linked += how == "link"
+                    result.copied += how == "copy"
+        # The last line of defence: every certified table, as published, must meet the contract.
         for sym, entry in certified["symbols"].items():
             path = tmp / entry["file"]
-            if sha256_file(path) != entry["sha256"]:
+            on_disk = {p.name[: -len(".parquet")]: sha256_file(p) for p in sorted(path.glob("*.parquet"))}
+            if on_disk != entry["fragments"]:
                 raise AuditFailure(f"{sym}: {path.name} changed while it was published (sha256 mismatch)")
-            found = validate_ohlcv(read_bars_file(path), file=str(path), as_of=cfg.as_of, limit=5)
+            found = validate_ohlcv(read_ohlcv(path), file=str(path), as_of=cfg.as_of, limit=5)
             if found:
                 raise AuditFailure(f"{sym}: certified file breaks the contract: {found[0]}")
         if publish_features and layers.features.exists():
-            report["features"] = _publish_features(layers.features, tmp, certified)
+            from .features import publish_features as _publish
+
+            report["features"] = _publish(layers.features, tmp, certified)
         report["universe"] = publish_universe(tmp, certified, universe, cfg.as_of)
         atomic_write_json(tmp / CATALOG, catalog)
         atomic_write_json(tmp / CERTIFIED, certified)
         atomic_write_json(tmp / AUDIT, report)
+        for path in tmp.rglob("*"):
+            if path.is_file():
+                make_read_only(path)
         swap_dir_into_place(tmp, lakehouse)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return result
-
-
-def _publish_features(features_dir: Path, tmp: Path, certified: dict) -> dict:
-    """Publish the certified symbols' feature rows; check they cover exactly their bars."""
-    from .features import LONG_FILE, long_features_to_parquet_bytes, long_table
-
-    table = long_table(features_dir, certified["symbols"])
-    table = table[table["timestamp"].to_numpy() <= date_to_ms(parse_date(certified["as_of"]))].reset_index(drop=True)
-    positions = table.groupby("symbol", sort=False).indices  # one pass, not one scan per symbol
-    problems = {}
-    for sym, entry in certified["symbols"].items():
-        rows = table.iloc[positions.get(sym, [])]
-        bars_ts = read_bars_file(tmp / entry["file"])["timestamp"].to_numpy()
-        if rows.empty:
-            problems[sym] = "no feature rows"
-        elif len(rows) != len(bars_ts) or not (rows["timestamp"].to_numpy() == bars_ts).all():
-            problems[sym] = f"feature rows ({len(rows)}) do not match the bars ({len(bars_ts)})"
-    if problems:
-        # Rows that do not match their bars would not be point-in-time: publish none of them.
-        table = table[~table["symbol"].isin(problems)].reset_index(drop=True)
-    (tmp / "features").mkdir()
-    from ..storage import atomic_write_bytes
-
-    atomic_write_bytes(tmp / "features" / LONG_FILE, long_features_to_parquet_bytes(table))
-    return {"rows": int(len(table)), "symbols": int(table["symbol"].nunique()), "problems": dict(sorted(problems.items()))}

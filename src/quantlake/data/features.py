@@ -1,15 +1,18 @@
-"""The feature store stage: point-in-time technical ratings per symbol, kept incrementally.
+"""The feature store stage: point-in-time technical ratings, kept incrementally in one long table.
 
 Layout (owned by the `features` stage, `persist: true`):
 
-    data/staging/features/{EXCHANGE}_{SYMBOL}_1d.parquet   `technical_ratings` of the symbol's bars
-    data/staging/features/_features_state.json            per symbol: sha256 of the bars it was
-                                                          computed from, rows, file sha256
+    data/staging/features/tv_technicals_1d.parquet/{YYYY-MM}.parquet   the long table
+        (`timestamp, symbol, recommend_all, ...`), one fragment per month holding every symbol
+    data/staging/features/_features_state.json   per symbol: sha256 of each yearly fragment of
+        the bars the rows were computed from; the table's fragment hashes
 
-A symbol whose bars did not change is not touched. When bars grew, the new rows are appended
-to the stored ones (`technical_ratings_incremental` checks that the stored rows are still what
-a full computation gives, and recomputes from the first row that is not). The gate publishes
-the certified symbols' rows as one long table, `data/lakehouse/features/tv_technicals_1d.parquet`.
+Each row depends only on the bars at or before it, so when a symbol's bars change from one
+fragment on (a new day changes only the open quarter), only its rows from there on are replaced,
+and only the month fragments from there on are rebuilt; a fragment whose bytes did not change
+is not rewritten, so a closed month keeps its bytes (and its DVC cache object) forever. The
+gate publishes the certified symbols' rows under the same layout,
+`data/lakehouse/features/tv_technicals_1d.parquet/`, linking every month that holds only them.
 """
 
 from __future__ import annotations
@@ -18,27 +21,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from ..contracts import SCHEMA_VERSION, SymbolId
+from ..contracts import SCHEMA_VERSION, SymbolId, date_to_ms, parse_date
+from ..layer import Layer, key_bounds, period_keys, read_columns
 from ..progress import track
-from ..storage import atomic_write_bytes, atomic_write_json, bars_to_parquet_bytes, read_json, sha256_bytes, table_to_parquet_bytes
-from .technicals import LONG_COLUMNS, OUTPUT_COLUMNS, technical_ratings_incremental
+from ..storage import atomic_write_bytes, atomic_write_json, link_or_copy, read_json, sha256_bytes
+from .staging import bars_layer
+from .technicals import LONG_COLUMNS, technical_ratings
 
 STATE_FILE = "_features_state.json"
 LONG_FILE = "tv_technicals_1d.parquet"
+LONG_SCHEMA = pa.schema([("timestamp", pa.int64()), ("symbol", pa.string())] + [(c, pa.float64()) for c in LONG_COLUMNS[2:]])
+FROM_START = "0000-00"  # a dirty key before every month
 
 
-def features_to_parquet_bytes(frame: pd.DataFrame) -> bytes:
-    schema = pa.schema([("timestamp", pa.int64())] + [(c, pa.float64()) for c in OUTPUT_COLUMNS[1:]])
-    return table_to_parquet_bytes(pa.Table.from_pandas(frame[list(OUTPUT_COLUMNS)], schema=schema, preserve_index=False))
-
-
-def long_features_to_parquet_bytes(frame: pd.DataFrame) -> bytes:
-    schema = pa.schema([("timestamp", pa.int64()), ("symbol", pa.string())] + [(c, pa.float64()) for c in LONG_COLUMNS[2:]])
-    return table_to_parquet_bytes(pa.Table.from_pandas(frame[list(LONG_COLUMNS)], schema=schema, preserve_index=False))
+def features_layer(root: Path) -> Layer:
+    """The layer of the long feature table: monthly fragments sorted by (symbol, timestamp)."""
+    return Layer(Path(root), LONG_SCHEMA, "month", sort_by=("symbol", "timestamp"))
 
 
 @dataclass
@@ -47,61 +49,156 @@ class FeaturesSummary:
     unchanged: list[str] = field(default_factory=list)
     recomputed_from: dict[str, int] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
+    removed: list[str] = field(default_factory=list)
+    months_written: int = 0
 
     def line(self) -> str:
         return (
             f"features: {len(self.computed)} computed ({len(self.recomputed_from)} with changed history), "
-            f"{len(self.unchanged)} unchanged, {len(self.failed)} failed"
+            f"{len(self.unchanged)} unchanged, {len(self.removed)} removed, {len(self.failed)} failed, "
+            f"{self.months_written} month fragment(s) written"
         )
 
 
+def _load_state(path: Path) -> dict | None:
+    try:
+        state = read_json(path) if path.exists() else None
+    except (OSError, ValueError):
+        return None  # rebuilt from the bars: nothing is lost
+    return state if isinstance(state, dict) and isinstance(state.get("symbols"), dict) else None
+
+
+def _month_of(ms: int) -> str:
+    return str(period_keys(np.array([ms]), "month")[0])
+
+
+def _first_changed_year(old: dict[str, str], new: dict[str, str]) -> str | None:
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return changed[0] if changed else None
+
+
 def run_features(symbols: Iterable[SymbolId], read_bars: Callable[[SymbolId], pd.DataFrame], out_dir: Path, *, progress: bool | None = False) -> FeaturesSummary:
-    """Compute (incrementally) the feature file of every symbol; `progress` as `progress.progress_bar`."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    state_path = out_dir / STATE_FILE
-    state = read_json(state_path) if state_path.exists() else {"schema_version": SCHEMA_VERSION, "symbols": {}}
+    """Bring the long table to exactly the rows of `symbols` (see module docstring); `progress` as `progress.progress_bar`."""
+    layer = features_layer(out_dir)
+    layer.root.mkdir(parents=True, exist_ok=True)
+    layer.remove_temp_files()
+    state_path = layer.root / STATE_FILE
+    state = _load_state(state_path)
+    rebuild = state is None or "fragments" not in state or layer.is_legacy(LONG_FILE)
+    if rebuild:  # no usable bookkeeping, or the first layout (one file per symbol): start over
+        for name in layer.names():
+            layer.remove(name)
+        state = {"schema_version": SCHEMA_VERSION, "symbols": {}, "fragments": {}}
     entries = state["symbols"]
     summary = FeaturesSummary()
+    dirty: dict[str, tuple[str, pd.DataFrame | None]] = {}  # symbol -> (first dirty month, rows)
     wanted = sorted(set(symbols))
+    years = bars_layer(layer.root)  # only for its yearly split of the bars
     for sid in track(wanted, len(wanted), "features", "symbols", progress):
         sym = str(sid)
         try:
             bars = read_bars(sid)
-            bars_sha = sha256_bytes(bars_to_parquet_bytes(bars))
-            path = out_dir / sid.filename
-            entry = entries.get(sym)
-            if entry and entry.get("bars_sha256") == bars_sha and path.exists() and entry.get("sha256") == sha256_bytes(path.read_bytes()):
+            hashes = {k: sha256_bytes(v) for k, v in years.encode(bars).items()}
+            old = entries.get(sym) or {}
+            first = _first_changed_year(old.get("bars_fragments") or {}, hashes)
+            if first is None:
                 summary.unchanged.append(sym)
                 continue
-            previous = pq.read_table(path).to_pandas() if path.exists() else None
-            result = technical_ratings_incremental(bars, previous, where=sym)
-            data = features_to_parquet_bytes(result.frame)
-            atomic_write_bytes(path, data)
-            entries[sym] = {"file": sid.filename, "bars_sha256": bars_sha, "rows": int(len(result.frame)), "sha256": sha256_bytes(data)}
+            frame = technical_ratings(bars, where=sym)
+            frame.insert(1, "symbol", sym)
+            dirty[sym] = (_month_of(key_bounds(first)[0]) if old else FROM_START, frame)
+            if old and old.get("bars_fragments") and first < max(old["bars_fragments"]):
+                summary.recomputed_from[sym] = int(key_bounds(first)[0])
+            entries[sym] = {"bars_fragments": hashes, "rows": int(len(frame))}
             summary.computed.append(sym)
-            if result.diverged_at is not None:
-                summary.recomputed_from[sym] = int(result.diverged_at)
         except Exception as exc:  # one bad symbol never sinks the batch
             summary.failed[sym] = f"{sym}: {type(exc).__name__}: {exc}"
-    if summary.computed:
-        atomic_write_json(state_path, {"schema_version": SCHEMA_VERSION, "symbols": dict(sorted(entries.items()))})
+    for sym in sorted(set(entries) - {str(s) for s in wanted}):
+        dirty[sym] = (FROM_START, None)  # no longer asked for: its rows leave the table
+        del entries[sym]
+        summary.removed.append(sym)
+    if dirty or rebuild:
+        state["fragments"], summary.months_written = _rebuild_months(layer, dirty, state.get("fragments") or {})
+        atomic_write_json(state_path, {"schema_version": SCHEMA_VERSION, "symbols": dict(sorted(entries.items())), "fragments": state["fragments"]})
+        layer.clear_intents()
     return summary
 
 
-def read_symbol_features(features_dir: Path, sid: SymbolId) -> pd.DataFrame | None:
-    path = Path(features_dir) / sid.filename
-    return pq.read_table(path).to_pandas() if path.exists() else None
+def _rebuild_months(layer: Layer, dirty: dict[str, tuple[str, pd.DataFrame | None]], known: dict[str, str]) -> tuple[dict[str, str], int]:
+    """Rewrite the month fragments the dirty symbols touch; returns (fragment hashes, written)."""
+    if not dirty:
+        return known, 0
+    start = min(first for first, _ in dirty.values())
+    new_rows: dict[str, list[pd.DataFrame]] = {}
+    for first, frame in dirty.values():
+        if frame is None or frame.empty:
+            continue
+        keys = period_keys(frame["timestamp"].to_numpy(), "month")
+        for key in sorted(set(keys.tolist())):
+            if key >= first:
+                new_rows.setdefault(key, []).append(frame[keys == key])
+    existing = [k for k in layer.fragments(LONG_FILE) if k >= start]
+    months = sorted(set(existing) | set(new_rows))
+    parts: dict[str, bytes] = {}
+    for month in months:
+        lo, hi = key_bounds(month)
+        old = layer.read(LONG_FILE, start=lo, end=hi) if month in existing else None
+        keep = []
+        if old is not None and len(old):
+            replaced = [s for s, (first, _) in dirty.items() if first <= month]
+            keep.append(old[~old["symbol"].isin(replaced)])
+        frame = pd.concat(keep + new_rows.get(month, []), ignore_index=True) if keep or month in new_rows else None
+        if frame is not None and len(frame):
+            parts.update(layer.encode(frame))
+    before = dict(known)
+    hashes = layer.commit(LONG_FILE, parts, known=known, only=months)
+    return hashes, sum(before.get(k) != v for k, v in hashes.items())
 
 
-def long_table(features_dir: Path, symbols: Iterable[str]) -> pd.DataFrame:
-    """The long feature table (timestamp, symbol, ...) of `symbols`, sorted by (symbol, timestamp)."""
-    frames = []
-    for sym in sorted(symbols):
-        frame = read_symbol_features(features_dir, SymbolId.parse(sym))
-        if frame is not None:
-            frame.insert(1, "symbol", sym)
-            frames.append(frame)
-    if not frames:
-        return pd.DataFrame({c: pd.Series([], dtype="int64" if c == "timestamp" else ("object" if c == "symbol" else "float64")) for c in LONG_COLUMNS})
-    return pd.concat(frames, ignore_index=True)[list(LONG_COLUMNS)]
+def publish_features(features_dir: Path, tmp: Path, certified: dict) -> dict:
+    """Publish the certified symbols' feature rows into `tmp/features/` (same layout).
+
+    Every certified symbol's rows must cover exactly its published bars; rows that do not are
+    not point in time and none of that symbol's rows are published. A month fragment that
+    holds only publishable symbols is linked; the others are written with those rows only.
+    """
+    layer = features_layer(features_dir)
+    index = layer.read(LONG_FILE, columns=["symbol", "timestamp"])
+    out = tmp / "features" / LONG_FILE
+    out.mkdir(parents=True)
+    if index is None:
+        return {"rows": 0, "symbols": 0, "problems": {s: "no feature rows" for s in sorted(certified["symbols"])}}
+    as_of_ms = date_to_ms(parse_date(certified["as_of"]))  # rows after as_of are not in this version
+    all_keys = period_keys(index["timestamp"].to_numpy(), "month")
+    later = set(all_keys[index["timestamp"].to_numpy() > as_of_ms].tolist())  # months holding rows after as_of
+    index = index[index["timestamp"].to_numpy() <= as_of_ms].reset_index(drop=True)
+    positions = index.groupby("symbol", sort=False).indices  # one pass, not one scan per symbol
+    stamps = index["timestamp"].to_numpy()
+    problems = {}
+    for sym, entry in certified["symbols"].items():
+        rows = stamps[positions[sym]] if sym in positions else stamps[:0]
+        bars_ts = read_columns(tmp / entry["file"], ["timestamp"]).column("timestamp").to_numpy()
+        if rows.size == 0:
+            problems[sym] = "no feature rows"
+        elif rows.size != bars_ts.size or not (rows == bars_ts).all():
+            problems[sym] = f"feature rows ({rows.size}) do not match the bars ({bars_ts.size})"
+    allowed = set(certified["symbols"]) - set(problems)
+    keys = period_keys(stamps, "month")
+    rows_out = 0
+    for key, path in layer.fragments(LONG_FILE).items():
+        held = set(index["symbol"].to_numpy()[keys == key].tolist())
+        if held <= allowed and key not in later:
+            link_or_copy(path, out / path.name)
+            rows_out += int((keys == key).sum())
+            continue
+        lo, hi = key_bounds(key)
+        if lo > as_of_ms:
+            continue
+        hi = min(hi, as_of_ms)
+        frame = layer.read(LONG_FILE, filters=[("symbol", "in", sorted(allowed))], start=lo, end=hi) if allowed else None
+        if frame is not None and len(frame):
+            (data,) = layer.encode(frame).values()
+            atomic_write_bytes(out / path.name, data)
+            rows_out += len(frame)
+    return {"rows": int(rows_out), "symbols": len(allowed & set(positions)), "problems": dict(sorted(problems.items()))}
+

@@ -29,7 +29,7 @@ from typing import Callable, Iterable
 
 import pandas as pd
 
-from ..contracts import ContractError, SymbolId, parse_date
+from ..contracts import ContractError, SymbolId, ms_to_date, parse_date
 from ..params import DataParams, coerce_section
 from ..progress import progress_bar
 from ..sources.base import HostUnreachable, Source, SourceError
@@ -143,7 +143,9 @@ def ingest_symbols(
     symbols = sorted(set(symbols))
     with file_lock(store.lock_path, timeout=lock_timeout, what="another `quantlake ingest`", on_wait=log):
         store.remove_temp_files()
-        state = store.load_state()
+        state = store.load_state(heal=True)
+        if store.drop_other_sources(state, source.name) or state["changed"]:
+            store.write_state(state)  # healed now; and the Golden Copy holds only this source's symbols
         outcomes: dict[str, SymbolOutcome] = {}
         todo = []
         for sid in symbols:
@@ -208,8 +210,14 @@ def _commit(fetched: _Fetched, store: StagingStore, state: dict, cfg: IngestConf
     old_q = store.read_quarantine(sid)
     raw = restorable_raw(stored if stored is not None else pd.DataFrame(columns=["timestamp", "open", "high", "low", "close", "volume"]), old_q)
     new = pd.concat([raw, *fetched.frames], ignore_index=True)
-    # A head extension asked with an earlier as_of must not cut the stored tail.
-    as_of = max(cfg.as_of, parse_date(old_entry["end_date"])) if old_entry.get("end_date") else cfg.as_of
+    # A head extension asked with an earlier as_of must not cut the stored tail, nor turn a
+    # quarantined bar that passed the not_closed check when it was stored (a toxic tail, say)
+    # into a `not_closed` one.
+    seen = [parse_date(old_entry["end_date"])] if old_entry.get("end_date") else []
+    passed = old_q.loc[~old_q["rule"].isin(NOT_RESTORABLE | {"misaligned_timestamp"}), "timestamp"]
+    if len(passed):
+        seen.append(ms_to_date(int(passed.max())))
+    as_of = max([cfg.as_of, *seen])
     result = sanitize(new, symbol=str(sid), as_of=as_of, rules=cfg.rules)
     kept_old = old_q[old_q["rule"].isin(NOT_RESTORABLE)]
     quarantine = sort_quarantine(pd.concat([result.quarantine, kept_old], ignore_index=True)) if len(kept_old) else result.quarantine

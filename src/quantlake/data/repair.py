@@ -5,13 +5,13 @@ request serves (the sim's `healable_gap`; exchanges that page or rate-limit the 
 The `repair` stage owns its own layer, so DVC keeps one owner per path and the staged bars are
 never modified in place:
 
-    data/staging/repairs/{EXCHANGE}_{SYMBOL}_1d.parquet            only the healed bars (OHLCV)
-    data/staging/repairs/quarantine/{EXCHANGE}_{SYMBOL}_1d.parquet what the gates removed from them
+    data/staging/repairs/{EXCHANGE}_{SYMBOL}_1d.parquet/            only the healed bars (OHLCV)
+    data/staging/repairs/quarantine/{EXCHANGE}_{SYMBOL}_1d.parquet/ what the gates removed from them
     data/staging/repairs/_repair_log.json                           what was tried, healed, left
     data/staging/.repair.lock                                       one repair at a time
 
 For every symbol whose staged series has runs of missing days longer than `data.max_gap_days`
-(the gaps ingestion records), a run asks the source for exactly the days still missing in each
+(the gaps ingestion records; tables are yearly fragments, see `quantlake.layer`), a run asks the source for exactly the days still missing in each
 gap (never the whole history), sanitizes them with the ingestion rules against the stored bars
 around the gap (so the contamination rule sees the level the gap sits in), and keeps the bars
 inside the gap. Reading bars for anyone else is `read_bars`: staging merged with repairs.
@@ -43,17 +43,16 @@ from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
-from ..contracts import DAY_MS, OHLCV_COLUMNS, SCHEMA_VERSION, ContractError, SymbolId, coerce_bars, date_to_ms, empty_bars, find_gaps, ms_to_date, parse_date
-from ..lakehouse import Layers, drift_rows, merged_bars, read_bars
+from ..contracts import DAY_MS, SCHEMA_VERSION, ContractError, SymbolId, coerce_bars, date_to_ms, empty_bars, find_gaps, ms_to_date, parse_date
+from ..lakehouse import Layers, drift_rows, merged_bars
 from ..params import DataParams, RepairParams, coerce_section
 from ..sources.base import Source, SourceError
-from ..storage import atomic_write_bytes, bars_to_parquet_bytes, dumps_json, file_lock, read_json, sha256_bytes, sha256_file
-from ..storage import read_bars as read_bar_file
+from ..layer import table_digest
+from ..storage import atomic_write_bytes, dumps_json, file_lock, read_json, read_ohlcv, sha256_bytes, sha256_file
 from .outages import detect_exchange_outages, outage_day_set
 from .quality import QualityRules, empty_quarantine, sanitize, sort_quarantine
-from .staging import StagingStore, quarantine_to_parquet_bytes
+from .staging import StagingStore, bars_layer, quarantine_frame, quarantine_layer
 
 REPAIR_LOG = "_repair_log.json"
 QUARANTINE_SUBDIR = "quarantine"
@@ -225,12 +224,14 @@ def context_bars(bars: pd.DataFrame, windows: list[tuple[dt.date, dt.date]], day
 
 @dataclass
 class RepairLayer:
-    """Files of `data/staging/repairs/` (see module docstring)."""
+    """Tables of `data/staging/repairs/` (see module docstring): two `Layer`s and the log."""
 
     root: Path
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
+        self.bars = bars_layer(self.root)
+        self.quarantine = quarantine_layer(self.root / QUARANTINE_SUBDIR)
 
     @property
     def log_path(self) -> Path:
@@ -241,40 +242,46 @@ class RepairLayer:
         return self.root.parent / ".repair.lock"
 
     def bars_path(self, sid: SymbolId) -> Path:
-        return self.root / sid.filename
+        return self.bars.path(sid.filename)
 
     def quarantine_path(self, sid: SymbolId) -> Path:
-        return self.root / QUARANTINE_SUBDIR / sid.filename
+        return self.quarantine.path(sid.filename)
 
     def read_bars(self, sid: SymbolId) -> pd.DataFrame:
-        path = self.bars_path(sid)
-        return read_bar_file(path) if path.exists() else empty_bars()
+        bars = self.bars.read(sid.filename)
+        return empty_bars() if bars is None else bars
 
     def read_quarantine(self, sid: SymbolId) -> pd.DataFrame:
-        path = self.quarantine_path(sid)
-        return pq.read_table(path).to_pandas() if path.exists() else empty_quarantine()
+        q = self.quarantine.read(sid.filename)
+        return empty_quarantine() if q is None else q
 
     def symbols(self) -> list[SymbolId]:
-        return [SymbolId.from_filename(p.name) for p in sorted(self.root.glob("*_1d.parquet"))] if self.root.exists() else []
+        return [SymbolId.from_filename(name) for name in self.bars.names()]
 
     def load_log(self) -> dict:
         return load_repair_log(self.root)
 
     def remove_temp_files(self) -> None:
-        for folder in (self.root, self.root / QUARANTINE_SUBDIR):
-            if folder.exists():
-                for tmp in folder.glob(".*.tmp"):
-                    tmp.unlink(missing_ok=True)
+        self.bars.remove_temp_files()
+        self.quarantine.remove_temp_files()
 
     def write_bars(self, sid: SymbolId, bars: pd.DataFrame) -> str | None:
-        """Write (or remove, when empty) a symbol's healed bars; only when the bytes change."""
-        return _write_if_changed(self.bars_path(sid), bars_to_parquet_bytes(bars) if len(bars) else None)
+        """Write (or remove, when empty) a symbol's healed bars; only the fragments that change."""
+        frags = self.bars.write(sid.filename, bars)
+        return table_digest(frags) if frags else None
 
     def write_quarantine(self, sid: SymbolId, q: pd.DataFrame) -> str | None:
-        return _write_if_changed(self.quarantine_path(sid), quarantine_to_parquet_bytes(q) if len(q) else None)
+        frags = self.quarantine.write(sid.filename, quarantine_frame(q) if len(q) else q)
+        return table_digest(frags) if frags else None
+
+    def remove(self, sid: SymbolId) -> None:
+        self.bars.remove(sid.filename)
+        self.quarantine.remove(sid.filename)
 
     def write_log(self, doc: dict) -> None:
         _write_if_changed(self.log_path, dumps_json(doc))
+        self.bars.clear_intents()
+        self.quarantine.clear_intents()
 
 
 def _write_if_changed(path: Path, data: bytes | None) -> str | None:
@@ -381,9 +388,12 @@ def run_repair(
     summary = RepairSummary()
     with file_lock(layer.lock_path, timeout=lock_timeout, what="another `quantlake repair`", on_wait=log):
         layer.remove_temp_files()
-        toxic = {s for s, e in store.load_state()["symbols"].items() if e.get("toxic_reason")}
+        layer.bars.migrate()  # tables of the first layout (one file each) become fragments
+        layer.quarantine.migrate()
+        staged = store.load_state()["symbols"]
+        toxic = {s for s, e in staged.items() if e.get("toxic_reason")}
         old_symbols = layer.load_log().get("symbols") or {}
-        files = store.bar_files()
+        files = {s: p for s, p in store.bar_files().items() if not (staged.get(s) or {}).get("corrupt")}
         _remove_orphans(layer, files, log)
         series, drift = _load_series(layer, files, summary, log)
 
@@ -453,7 +463,7 @@ def _load_series(layer: RepairLayer, files: dict[str, Path], summary: RepairSumm
     wins) and reported as drift when the values differ."""
     series, drift = {}, {}
     for sym, path in files.items():
-        staging = read_bar_file(path)
+        staging = read_ohlcv(path)
         repairs = layer.read_bars(SymbolId.parse(sym))
         d = drift_rows(staging, repairs)
         if len(d):
@@ -525,10 +535,11 @@ def _symbol_entry(layer: RepairLayer, sid: SymbolId, s: "_Series", records: list
     drift = sorted(set(old_drift) | set(new_drift))
     if not (records or len(s.repairs) or drift or len(q)):
         return None
-    path = layer.bars_path(sid)
+    frags = layer.bars.hashes(sid.filename)
     return {
-        "file": sid.filename if path.exists() else None,
-        "sha256": sha256_file(path) if path.exists() else None,
+        "file": sid.filename if frags else None,
+        "sha256": table_digest(frags) if frags else None,
+        "fragments": frags,
         "rows": int(len(s.repairs)),
         "quarantined": int(len(q)),
         "drift": drift,
@@ -561,6 +572,5 @@ def _remove_orphans(layer: RepairLayer, staged: dict[str, Path], log: Callable[[
     """Repairs of a symbol staging no longer holds would be bars with no series to belong to."""
     for sid in layer.symbols():
         if str(sid) not in staged:
-            layer.bars_path(sid).unlink(missing_ok=True)
-            layer.quarantine_path(sid).unlink(missing_ok=True)
+            layer.remove(sid)
             log(f"repair: {sid} is no longer staged; its repairs were removed")

@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 from ..contracts import DAY_MS, SymbolId, date_to_ms, parse_date
 from ..lakehouse import AUDIT, CATALOG
 from ..storage import atomic_write_bytes, read_json
-from ..storage import read_bars as read_bar_file
+from ..storage import read_ohlcv as read_bar_file
 from .repair import GAP_STATUSES, QUARANTINE_SUBDIR, load_repair_log, merged_bars
 
 DPI = 100

@@ -86,7 +86,7 @@ def run_features(root: Path):
 
     layers = Layers(Path(root))
     state = StagingStore(layers.staging_bars, layers.quarantine).load_state()["symbols"]
-    symbols = [SymbolId.parse(s) for s, e in state.items() if not e.get("toxic_reason") and e.get("rows")]
+    symbols = [SymbolId.parse(s) for s, e in state.items() if not e.get("toxic_reason") and not e.get("corrupt") and e.get("rows")]
     return features_of(symbols, lambda sid: read_bars(layers, sid), layers.features, progress=None)
 
 
@@ -101,6 +101,13 @@ def run_audit(params: Params, root: Path, candidates: Path | None = None):
         names = [c["symbol"] for c in doc.get("candidates", [])]
         spec = UniverseSpec.from_candidates(doc, file=str(candidates))  # the scanners' rules, for the universe
     return audit_layers(Layers(Path(root)), AuditConfig.from_params(params.data, params.audit), candidates=names, universe=spec)
+
+
+def run_migrate(root: Path, log: Callable[[str], None] | None = None):
+    """Convert every table under `root` to the fragmented layout (`data/migrate.py`; same rows)."""
+    from .migrate import migrate_repository
+
+    return migrate_repository(Layers(Path(root)), log=log) if log else migrate_repository(Layers(Path(root)))
 
 
 def run_report(root: Path, out: Path) -> Path:
