@@ -7,7 +7,7 @@ import pytest
 from repo_tools import dvc, lake_files, make_project, run
 
 DATA_STAGES = ("discover", "ingest", "repair", "features", "audit", "report")
-ALL_STAGES = (*DATA_STAGES, "snapshot", "returns", "select", "synthesize", "optimize", "backtest")
+ALL_STAGES = (*DATA_STAGES, "snapshot", "returns", "select", "synthesize", "optimize", "backtest", "sweep")
 
 
 def changed_by_touching(path, env, module: str) -> set[str]:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .contracts import OHLCV_COLUMNS, ContractError, SymbolId, coerce_bars
+from .contracts import OHLCV_COLUMNS, OHLCV_SCHEMA, ContractError, SymbolId, coerce_bars
 from .layer import Layer
 
 CATALOG = "catalog.json"
@@ -57,14 +57,15 @@ class Layers:
         return self.root / "lakehouse"
 
     def bars_layer(self) -> Layer:
-        from .data.staging import bars_layer
-
         return bars_layer(self.staging_bars)
 
     def repairs_layer(self) -> Layer:
-        from .data.staging import bars_layer
-
         return bars_layer(self.repairs)
+
+
+def bars_layer(root: Path) -> Layer:
+    """A layer of OHLCV tables (staging bars, repairs, the lakehouse): yearly fragments."""
+    return Layer(Path(root), OHLCV_SCHEMA, "year")
 
 
 def merged_bars(staging: pd.DataFrame, repairs: pd.DataFrame | None) -> pd.DataFrame:

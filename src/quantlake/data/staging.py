@@ -32,8 +32,9 @@ from typing import Callable
 import pandas as pd
 import pyarrow as pa
 
-from ..contracts import OHLCV_SCHEMA, SCHEMA_VERSION, SymbolId, find_gaps, ms_to_date, validate_ohlcv
+from ..contracts import SCHEMA_VERSION, SymbolId, find_gaps, ms_to_date, validate_ohlcv
 from ..layer import Layer, LayerError, table_digest
+from ..lakehouse import bars_layer  # noqa: F401  (the bars layer, re-exported for the stages)
 from ..storage import atomic_write_json, read_json
 from .quality import empty_quarantine, sort_quarantine
 
@@ -53,11 +54,6 @@ QUARANTINE_SCHEMA = pa.schema(
         *[(c, pa.float64()) for c in ("open", "high", "low", "close", "volume")],
     ]
 )
-
-
-def bars_layer(root: Path) -> Layer:
-    """A layer of OHLCV tables (staging bars, repairs): yearly fragments."""
-    return Layer(Path(root), OHLCV_SCHEMA, "year")
 
 
 def quarantine_layer(root: Path) -> Layer:
