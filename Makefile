@@ -46,12 +46,12 @@ bench: ## run every benchmark and print its figures
 	for b in benchmarks/bench_*.py; do python "$$b" || exit 1; done
 
 # What changed since the previous version: listings, statuses, quarantine, repairs, trades.
-digest:
+digest: ## what changed since the previous version: listings, statuses, quarantine, repairs, trades
 	quantlake digest
 
 # DVC plots as one HTML page that works offline: vega is loaded from node_modules/ (installed
 # once with npm, git-ignored) instead of a CDN. Open dvc_plots/index.html through any local web
 # server, e.g. `python -m http.server -b 127.0.0.1 8000` and http://127.0.0.1:8000/dvc_plots/.
-plots:
+plots: ## DVC plots as one offline HTML page (vega from node_modules/, installed once with npm)
 	test -f node_modules/vega-embed/build/vega-embed.min.js || npm install --no-save --no-audit --no-fund vega@5 vega-lite@5 vega-embed@6
 	dvc plots show --html-template .dvc/plots/offline.html

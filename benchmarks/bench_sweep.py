@@ -84,7 +84,8 @@ def main() -> None:
             wall, rss, _ = run_measured([Path(sys.executable).parent / "quantlake", "sweep"], repo, env)
             seconds[name] = wall
             rows.append((name, f"{wall:.1f}", f"{rss:.0f}"))
-            results = json.loads((repo / "artifacts/sweep/metrics.json").read_text())
+            results = json.loads((repo / "artifacts/sweep/summary.json").read_text())
+            print(f"{name}: {wall:.1f} s", flush=True)
             assert results["trials"] == n_points and results["failed"] == 0, results
         if not args.skip_queue:
             run(["git", "add", "-A"], repo, env)

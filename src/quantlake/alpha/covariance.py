@@ -35,7 +35,6 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-import pandas as pd
 
 from quantlake.alpha.sections import COVARIANCE_ESTIMATORS  # noqa: F401 (the names live with the params)
 
@@ -107,8 +106,9 @@ def observed_covariance(returns: np.ndarray, method: str, min_periods: int = 2) 
     short = np.flatnonzero(np.diag(counts) < max(min_periods, 2))
     if short.size:
         raise ValueError(f"columns {short.tolist()} have fewer than {max(min_periods, 2)} observed values")
-    # the one pairwise kernel (ddof=1 over the common days); NaN where too few common days
-    sample = pd.DataFrame(x).cov(min_periods=max(min_periods, 2)).to_numpy(dtype=float)
+    # the one pairwise kernel (ddof=1 over the common days, masked BLAS, equal to pandas'
+    # DataFrame.cov(min_periods=...)); NaN where too few common days
+    sample = pairwise_cov(x, max(min_periods, 2))
     sample = np.where(np.isfinite(sample), sample, 0.0)  # never observed together: uncorrelated
     if method == "sample":
         cov, intensity = sample, 0.0
