@@ -300,6 +300,12 @@ def _data_commands(sub) -> None:
     s.set_defaults(func=cmd_report)
 
 
+def _alpha_inputs(s) -> None:
+    """The --alpha and --snapshot options every stage after `returns` reads."""
+    s.add_argument("--alpha", default="artifacts/alpha", help="folder of the alpha outputs (default: %(default)s)")
+    s.add_argument("--snapshot", default="artifacts/snapshot", help="snapshot folder (default: %(default)s)")
+
+
 def _alpha_commands(sub) -> None:
     s = sub.add_parser("snapshot", help="freeze the certified subset into an immutable, content-hashed run input",
                        description="Alpha Cycle stage 1 (no network): link the certified files and write manifest.json with the snapshot id.")
@@ -319,22 +325,19 @@ def _alpha_commands(sub) -> None:
         ("optimize", cmd_optimize, "optimize today's weights of the atoms"),
     ):
         s = sub.add_parser(name, help=text, description=f"Alpha Cycle (no network): {text}.")
-        s.add_argument("--alpha", default="artifacts/alpha", help="folder of the alpha outputs (default: %(default)s)")
-        s.add_argument("--snapshot", default="artifacts/snapshot", help="snapshot folder (default: %(default)s)")
+        _alpha_inputs(s)
         s.set_defaults(func=func)
 
     s = sub.add_parser("backtest", help="walk-forward backtest with costs and baselines",
                        description="Alpha Cycle (no network): re-run the recipe at every rebalance date on the data known then.")
-    s.add_argument("--alpha", default="artifacts/alpha", help="folder of the alpha outputs (default: %(default)s)")
-    s.add_argument("--snapshot", default="artifacts/snapshot", help="snapshot folder (default: %(default)s)")
+    _alpha_inputs(s)
     s.add_argument("--out", default="artifacts/backtest", help="folder for metrics, curves and the tear sheet (default: %(default)s)")
     s.set_defaults(func=cmd_backtest)
 
     s = sub.add_parser("sweep", help="a walk-forward for every point of sweep.grid (on Dask), with DSR and PBO",
                        description="Alpha Cycle (no network but the cluster's): run the grid of alpha params on the same snapshot.")
-    s.add_argument("--alpha", default="artifacts/alpha", help="folder of the alpha outputs (default: %(default)s)")
-    s.add_argument("--snapshot", default="artifacts/snapshot", help="snapshot folder (default: %(default)s)")
-    s.add_argument("--out", default="artifacts/sweep", help="folder for results.parquet, metrics.json, points.csv (default: %(default)s)")
+    _alpha_inputs(s)
+    s.add_argument("--out", default="artifacts/sweep", help="folder for results.parquet, summary.json, metrics.json, points.csv (default: %(default)s)")
     s.set_defaults(func=cmd_sweep)
 
 
