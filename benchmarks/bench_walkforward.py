@@ -150,6 +150,7 @@ def child(contender: str, data: Path, step: int, train: int, out: Path, src: Pat
         import skfolio.optimization  # noqa: F401
     elif contender == "quantlake":
         import quantlake.alpha.backtest
+        import quantlake.alpha.optimize  # noqa: F401  (its scipy/scikit-learn imports, as skfolio's above)
 
         loaded = Path(quantlake.alpha.backtest.__file__).resolve()
         if not loaded.is_relative_to(src.resolve()):

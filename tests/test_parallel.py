@@ -1,10 +1,10 @@
-"""map_ordered: the same results in the same order whatever the number of processes."""
+"""map_ordered / iter_ordered: the same results in the same order whatever the number of processes."""
 
 import os
 
 import pytest
 
-from quantlake.alpha.parallel import map_ordered, resolve_workers
+from quantlake.alpha.parallel import iter_ordered, map_ordered, resolve_workers
 
 
 def _scaled(shared, item):
@@ -33,3 +33,14 @@ def test_errors_reach_the_caller_and_bad_counts_are_refused():
     assert resolve_workers(0) == (os.cpu_count() or 1) and resolve_workers(3) == 3
     with pytest.raises(ValueError, match="workers must be >= 0"):
         resolve_workers(-1)
+
+
+def test_iter_ordered_hands_over_each_result_in_order_as_it_goes():
+    items = list(range(9))
+    for workers in (1, 2):
+        stream = iter_ordered(_scaled, items, workers, {"factor": 0.5})
+        first = next(stream)  # available before the rest are consumed
+        rest = list(stream)
+        assert [r for r, _ in [first, *rest]] == [i * 0.5 for i in items]
+    with pytest.raises(ValueError, match="item 3 is bad"):
+        list(iter_ordered(_fails, list(range(6)), 2))

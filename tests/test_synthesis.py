@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from quantlake.params_base import ParamsError
-from quantlake.alpha.synthesis import Atom, SynthesisParams, synthesize
+from quantlake.alpha.synthesis import Atom, AtomBank, SynthesisParams, synthesize
 from quantlake.contracts import ContractError
 
 ALL = SynthesisParams.from_params(
@@ -152,3 +152,39 @@ def test_deterministic():
     a, b = synthesize(panel(3), ["SIM:AAA", "SIM:BBB"], ALL), synthesize(panel(3), ["SIM:AAA", "SIM:BBB"], ALL)
     pd.testing.assert_frame_equal(a.returns, b.returns)
     pd.testing.assert_frame_equal(a.positions, b.positions)
+
+
+def test_the_atom_bank_reads_what_synthesize_gives_on_the_truncated_panel():
+    """Synthesis is causal and per symbol: the bank's atoms at T are synthesize(returns[:T]), bit for bit."""
+    r = panel(7, n=90)
+    bank = AtomBank(r, ALL)
+    for t in r.index[1:]:
+        for symbols in (["SIM:AAA", "SIM:BBB"], ["SIM:BBB"], []):
+            expected = synthesize(r.loc[:t], symbols, ALL)
+            got = bank.atom_set(symbols, t)
+            assert got.atoms == expected.atoms
+            pd.testing.assert_frame_equal(got.returns, expected.returns, check_exact=True)
+            pd.testing.assert_frame_equal(got.positions, expected.positions, check_exact=True)
+    atoms, streams, positions = bank.arrays(["SIM:BBB", "SIM:AAA"], slice(30, 40))
+    whole = synthesize(r, ["SIM:BBB", "SIM:AAA"], ALL)
+    assert atoms == whole.atoms
+    np.testing.assert_array_equal(streams, whole.returns.to_numpy()[30:40])
+    np.testing.assert_array_equal(positions, whole.positions.to_numpy()[30:40])
+    with pytest.raises(ContractError, match="2030-01-01 is not a day of the panel"):
+        bank.atom_set(["SIM:AAA"], pd.Timestamp("2030-01-01"))
+    with pytest.raises(ContractError, match="SIM:CCC"):
+        bank.arrays(["SIM:CCC"])
+
+
+def test_to_physical_sums_each_symbols_atoms_as_a_groupby_does():
+    """Six atoms per symbol with uneven weights: the net exposure is pandas' (compensated) group sum, bit for bit."""
+    r = panel(3, n=120)
+    atoms = synthesize(r, ["SIM:AAA", "SIM:BBB"], ALL)
+    rng = np.random.default_rng(11)
+    weights = pd.Series(rng.dirichlet(np.full(len(atoms.ids), 0.3)) * 1e3 ** rng.uniform(-1, 1, len(atoms.ids)), index=atoms.ids)
+    for day in atoms.positions.index[[60, 90, -1]]:
+        exposure = weights.to_numpy() * atoms.positions.loc[day, atoms.ids].to_numpy()
+        expected = pd.Series(exposure, index=atoms.ids).groupby(atoms.symbol_of.to_numpy(), sort=False).sum()
+        got = atoms.to_physical(weights, day)
+        np.testing.assert_array_equal(got.to_numpy(), (expected.reindex(atoms.symbols) + 0.0).to_numpy())
+        assert got.index.tolist() == atoms.symbols and got.name == "weight"

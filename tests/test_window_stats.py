@@ -115,3 +115,23 @@ def test_linear_quantile_is_numpys(q):
     padded = np.array([np.r_[r, np.full(width - r.size, np.nan)] for r in rows])
     got = window_stats.linear_quantile(padded, np.array([r.size for r in rows]), q)
     assert got.tolist() == [np.quantile(r, q) for r in rows]
+
+
+def test_shared_moments_and_in_place_lag_std_give_the_same_floats():
+    """volatility/skew/kurtosis from one `central_moments` pass equal their own passes; the in-place
+    std of the Hurst moves is np.std's, bit for bit."""
+    x = np.random.default_rng(8).standard_t(3, size=(365, 30)) * 0.03
+    x[:40, :5] = np.nan  # late listings
+    x[200:203, 7] = np.nan  # a gap
+    p = window_stats.pack(x)
+    moments = window_stats.central_moments(p)
+    for shared, alone in [
+        (window_stats.annualised_volatility(p, 365, moments), window_stats.annualised_volatility(p, 365)),
+        (window_stats.skewness(p, moments), window_stats.skewness(p)),
+        (window_stats.excess_kurtosis(p, moments), window_stats.excess_kurtosis(p)),
+    ]:
+        assert np.array_equal(shared, alone, equal_nan=True)
+    path = np.cumsum(np.random.default_rng(9).normal(0, 0.02, size=(12, 366)), axis=1)
+    lags = np.arange(2, 21)
+    expected = np.array([[np.std(row[k:] - row[:-k]) for k in lags] for row in path])
+    assert np.array_equal(window_stats._lag_std(path, lags), expected)

@@ -16,7 +16,7 @@ longest correlation lookback). Rebalances follow every `step_days` days; each po
 held over the days (T, T + test_days], cut short by the next rebalance (so `step_days` must
 not exceed `test_days`: there is never a day without a portfolio). The rebalance portfolios
 are independent of each other, so `backtest.workers` processes compute them
-(`parallel.map_ordered`; 0 = one per core) with byte-identical results for any count.
+(`parallel.iter_ordered`; 0 = one per core) with byte-identical results for any count.
 
 Pools. Only a symbol with a bar on the rebalance date can be bought at its close: the
 strategy's selection and the equal-weight baseline draw from the symbols with a bar on T
@@ -43,11 +43,11 @@ import pandas as pd
 
 from quantlake.alpha.holding import Book, equity_curve, hold_atoms
 from quantlake.alpha.metrics import PERIODS_PER_YEAR, performance_metrics, returns_from_equity
-from quantlake.alpha.parallel import map_ordered
+from quantlake.alpha.parallel import iter_ordered
 from quantlake.alpha.returns import DATE_INDEX_NAME, bars_at, to_day
 from quantlake.alpha.sections import BacktestParams, OptimizationParams  # noqa: F401 (re-exported)
 from quantlake.alpha.selection import Selection, eligible_on, select_assets
-from quantlake.alpha.synthesis import AtomSet, SynthesisParams, synthesize
+from quantlake.alpha.synthesis import AtomBank, AtomSet, SynthesisParams, synthesize
 from quantlake.contracts import ContractError, QuantlakeError
 
 BENCHMARK_QUOTES = ("USDT", "USDC", "USD", "FDUSD", "BUSD")
@@ -106,12 +106,20 @@ def build_portfolio(
     params: BacktestParams,
     ratings: pd.DataFrame | None = None,
     eligible: pd.DataFrame | None = None,
+    bank: AtomBank | None = None,
 ) -> Portfolio:
-    """select -> synthesize -> optimize on data that must already end at `as_of` (`data_known_at`)."""
+    """select -> synthesize -> optimize on data that must already end at `as_of` (`data_known_at`).
+
+    `bank`: the atoms of a longer panel these returns are the start of (the walk-forward's);
+    they are read from it instead of synthesized again, with the same result.
+    """
     if returns.index[-1] != as_of:
         raise ContractError(f"build_portfolio: data must end at as_of {as_of.date()}, it ends at {returns.index[-1].date()}")
     selection = select_assets(returns, traded_value, as_of, params.selection, ratings, eligible)
-    atoms = synthesize(returns, selection.selected, params.synthesis)
+    if bank is None:
+        atoms = synthesize(returns, selection.selected, params.synthesis)
+    else:
+        atoms = bank.atom_set(selection.selected, as_of)
     train_start = as_of - pd.Timedelta(days=params.train_days - 1)
     atom_weights, caps = optimize_atoms(atoms, selection.clusters, train_start, as_of, params.optimize)
     weights = atoms.to_physical(atom_weights, as_of + _ONE_DAY)
@@ -145,9 +153,10 @@ def optimize_atoms(
     if not atoms.atoms:
         return pd.Series([], dtype="float64", name="weight"), {}
     train = atoms.returns.loc[(atoms.returns.index >= start) & (atoms.returns.index <= end)]
-    clusters = atoms.symbol_of.map(clusters)  # each atom inherits its symbol's cluster
+    cluster_of = dict(zip(clusters.index, clusters.to_numpy().tolist()))
+    clusters = pd.Series([cluster_of[a.symbol] for a in atoms.atoms], index=atoms.ids, dtype=clusters.dtype)  # each atom inherits its symbol's cluster
     max_weight, max_cluster_weight = feasible_caps(
-        clusters.value_counts().to_numpy(), params.max_weight, params.max_cluster_weight
+        np.unique(clusters.to_numpy(), return_counts=True)[1], params.max_weight, params.max_cluster_weight
     )
     caps = {"max_weight": max_weight, "max_cluster_weight": max_cluster_weight}
     try:
@@ -169,7 +178,8 @@ def optimize_atoms(
     values = weights.to_numpy()
     if not (np.isfinite(values).all() and (values >= -1e-12).all() and abs(values.sum() - 1.0) < 1e-9):
         raise QuantlakeError(f"optimizer {params.method!r} returned invalid weights at {end.date()}: {weights.to_dict()}")
-    return weights.clip(lower=0.0).rename("weight"), caps
+    # Series.clip(lower=0.0), without its pandas overhead: keep what is >= 0 (so -0.0 too), else 0
+    return pd.Series(np.where(values >= 0.0, values, 0.0), index=weights.index, name="weight"), caps
 
 
 def feasible_caps(cluster_sizes: np.ndarray, max_weight: float, max_cluster_weight: float) -> tuple[float, float]:
@@ -240,32 +250,40 @@ def walk_forward(
         raise ContractError("walk_forward: the returns matrix is empty")
     panel = data_known_at(returns, returns.index[-1])
     values = data_known_at(_aligned(traded_value, returns), returns.index[-1])
+    # symbols as a plain object Index: every rebalance lists them, and pandas' Arrow-backed
+    # strings cost a Python object per symbol each time they are iterated
+    panel.columns = values.columns = pd.Index(panel.columns.tolist(), dtype=object)
     benchmark = resolve_benchmark(list(panel.columns), params.benchmark)
     schedule = rebalance_schedule(panel.index[0], panel.index[-1], params)
     column = {s: i for i, s in enumerate(panel.columns)}
     strategy, baseline = Book(np.zeros(len(column))), Book(np.zeros(len(column)))
     daily, trading, weight_rows, atom_rows, windows = [], [], [], [], []
     # the portfolios are independent of each other (each sees only the data known at its date)
-    inputs = (panel, values, params, ratings, eligible)
-    portfolios = map_ordered(_portfolio_at, [t for t, _ in schedule], params.workers, inputs)
+    # synthesis is causal: one bank of atoms over the whole panel serves every rebalance
+    bank = AtomBank(panel, params.synthesis)
+    inputs = (panel, values, params, ratings, eligible, bank)
+    # held below as they arrive, while the pool computes the next ones
+    portfolios = iter_ordered(_portfolio_at, [t for t, _ in schedule], params.workers, inputs)
+    ew_bank = AtomBank(panel, SynthesisParams(logics=("long",)))
+    matrix = panel.to_numpy("float64")
+    bench_column = column[benchmark]
+    costs = (params.cost_rate, params.delisting_haircut)
     for k, ((t, end), portfolio) in enumerate(zip(schedule, portfolios)):
-        held = panel.loc[:end]  # atoms read day d's return only on day d (their positions lag)
-        test = np.asarray(held.index > t)
-        days = held.index[test]
-        symbol_returns = held.loc[test].to_numpy("float64")
-        tradable = bars_at(panel.loc[:t], values.loc[:t], t)  # has a bar on the rebalance date
-        costs = (params.cost_rate, params.delisting_haircut)
+        held = slice(panel.index.get_loc(t) + 1, panel.index.get_loc(end) + 1)  # the days (t, end]
+        days = panel.index[held]
+        symbol_returns = matrix[held]  # atoms read day d's return only on day d (their positions lag)
+        tradable = bars_at(panel, values, t).to_numpy()  # has a bar on the rebalance date
         strat_net, strat_trades, strat_costs = hold_atoms(
-            strategy, synthesize(held, portfolio.selection.selected, params.synthesis),
-            portfolio.atom_weights, test, symbol_returns, column, tradable.to_numpy(), costs,
+            strategy, *bank.arrays(portfolio.selection.selected, held),
+            portfolio.atom_weights, symbol_returns, column, tradable, costs,
         )
-        pool = equal_weight_pool(tradable, t, eligible)
-        ew_atoms = synthesize(held, pool, SynthesisParams(logics=("long",)))
-        ew_weights = pd.Series(1.0 / max(len(pool), 1), index=ew_atoms.ids, dtype="float64")
+        pool = equal_weight_pool(pd.Series(tradable, index=panel.columns), t, eligible)
+        ew_atoms, ew_streams, ew_positions = ew_bank.arrays(pool, held)
+        ew_weights = pd.Series(1.0 / max(len(pool), 1), index=[a.id for a in ew_atoms], dtype="float64")
         ew_net, ew_trades, ew_costs = hold_atoms(
-            baseline, ew_atoms, ew_weights, test, symbol_returns, column, tradable.to_numpy(), costs
+            baseline, ew_atoms, ew_streams, ew_positions, ew_weights, symbol_returns, column, tradable, costs
         )
-        bench_net = np.nan_to_num(held.loc[test, benchmark].to_numpy("float64"), nan=0.0)
+        bench_net = np.nan_to_num(symbol_returns[:, bench_column], nan=0.0)
         daily.append(pd.DataFrame({"strategy": strat_net, "equal_weight": ew_net, "benchmark": bench_net}, index=days))
         trading.append(
             pd.DataFrame(
@@ -319,8 +337,8 @@ def walk_forward(
 
 
 def _portfolio_at(inputs: tuple, t: pd.Timestamp) -> Portfolio:
-    panel, values, params, ratings, eligible = inputs
-    return build_portfolio(panel.loc[:t], values.loc[:t], t, params, ratings, eligible)
+    panel, values, params, ratings, eligible, bank = inputs
+    return build_portfolio(panel.loc[:t], values.loc[:t], t, params, ratings, eligible, bank)
 
 
 def rebalance_schedule(first: pd.Timestamp, last: pd.Timestamp, params: BacktestParams) -> list[tuple[pd.Timestamp, pd.Timestamp]]:

@@ -192,12 +192,15 @@ def pairwise_corr(values: np.ndarray, min_periods: int) -> np.ndarray:
     on the shared days (pandas' zero divisor); 1 on the diagonal of a defined column.
     """
     n, dev_x, co, flat = _pairwise_moments(values, min_periods)
+    complete = not np.isnan(values).any()
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.clip(co / np.sqrt(dev_x * dev_x.T), -1.0, 1.0)  # pandas clips too
     out[flat | flat.T | (n < min_periods)] = np.nan
     defined = ~np.isnan(np.diagonal(out))
     np.fill_diagonal(out, np.where(defined, 1.0, np.nan))
-    return _symmetric(out)
+    # with every day observed, x'x is one symmetric product and every step after it is
+    # elementwise and symmetric: the result is already exactly symmetric
+    return out if complete else _symmetric(out)
 
 
 def _pairwise_moments(values: np.ndarray, min_periods: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -218,19 +221,21 @@ def _pairwise_moments(values: np.ndarray, min_periods: int) -> tuple[np.ndarray,
     if x.ndim != 2:
         raise ValueError(f"expected a 2-D (days x columns) array, got shape {x.shape}")
     observed = ~np.isnan(x)
-    m = observed.astype("float64")
-    count = m.sum(axis=0)
-    mean = np.where(observed, x, 0.0).sum(axis=0) / np.maximum(count, 1.0)
-    xc = np.where(observed, x - mean, 0.0)
-    sq = xc * xc
     k = x.shape[1]
-    if observed.all():  # every pair shares every day: one product
-        total, s, ss = float(x.shape[0]), xc.sum(axis=0), sq.sum(axis=0)
+    if observed.all():  # every pair shares every day: one product (the masks below would change nothing)
+        total = float(x.shape[0])
+        xc = x - x.sum(axis=0) / max(total, 1.0)
+        s, ss = xc.sum(axis=0), (xc * xc).sum(axis=0)
         with np.errstate(divide="ignore", invalid="ignore"):
             dev = np.broadcast_to((ss - s * s / total)[:, None], (k, k))
             co = xc.T @ xc - np.outer(s, s) / total
             flat = np.broadcast_to(((dev[:, 0] <= 4.0 * np.finfo("float64").eps * total * ss) & (total > 0))[:, None], (k, k))
         return np.full((k, k), total), dev, co, flat
+    m = observed.astype("float64")
+    count = m.sum(axis=0)
+    mean = np.where(observed, x, 0.0).sum(axis=0) / np.maximum(count, 1.0)
+    xc = np.where(observed, x - mean, 0.0)
+    sq = xc * xc
     n, dev_x, co = (np.empty((k, k)) for _ in range(3))
     flat = np.empty((k, k), dtype=bool)
     eps4 = 4.0 * np.finfo("float64").eps

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from quantlake.alpha.returns import DATE_INDEX_NAME
-from quantlake.alpha.synthesis import AtomSet
+from quantlake.alpha.synthesis import Atom
 
 
 @dataclass
@@ -80,24 +80,24 @@ class Book:
 
 def hold_atoms(
     book: Book,
-    atoms: AtomSet,
+    atoms: tuple[Atom, ...],
+    atom_returns: np.ndarray,
+    positions: np.ndarray,
     atom_weights: pd.Series,
-    test: np.ndarray,
     symbol_returns: np.ndarray,
     column: dict[str, int],
     tradable: np.ndarray,
     costs: tuple[float, float],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`book.hold` of `atoms` with `atom_weights` over the `test` rows of the atoms' frames.
+    """`book.hold` of `atoms` with `atom_weights` over the held days.
 
-    `column`: symbol -> its column in `symbol_returns` and in the book's exposure; `tradable`:
-    per column, has a bar on the rebalance date; `costs`: (cost rate, delisting haircut).
+    `atom_returns`, `positions`: the atoms' streams and positions on the held days (days x
+    atoms, as `AtomBank.arrays` gives them); `column`: symbol -> its column in `symbol_returns`
+    and in the book's exposure; `tradable`: per column, has a bar on the rebalance date;
+    `costs`: (cost rate, delisting haircut).
     """
-    ids = atoms.ids
-    positions = atoms.positions.iloc[:-1].loc[test, ids].to_numpy("float64")  # drop the extra next day
-    atom_returns = atoms.returns.loc[test, ids].to_numpy("float64")
-    atom_symbol = np.array([column[a.symbol] for a in atoms.atoms], dtype="int64")
-    weights = atom_weights.reindex(ids).fillna(0.0).to_numpy("float64")
+    atom_symbol = np.array([column[a.symbol] for a in atoms], dtype="int64")
+    weights = atom_weights.reindex([a.id for a in atoms]).fillna(0.0).to_numpy("float64")
     return book.hold(atom_returns, positions, atom_symbol, symbol_returns, weights, costs[0], tradable, costs[1])
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 _shared: Any = None  # the worker's copy of `shared`
 
@@ -30,13 +30,22 @@ def map_ordered(fn: Callable[[Any, Any], Any], items: Sequence[Any], workers: in
 
     `fn` must be a module-level function. With one worker (or one item) nothing is spawned.
     """
+    return list(iter_ordered(fn, items, workers, shared))
+
+
+def iter_ordered(fn: Callable[[Any, Any], Any], items: Sequence[Any], workers: int, shared: Any = None) -> Iterator[Any]:
+    """`map_ordered` as it goes: each result as soon as it and every earlier one are done.
+
+    The caller can work on the first results while the pool computes the next ones.
+    """
     count = min(resolve_workers(workers), len(items))
     if count <= 1:
-        return [fn(shared, item) for item in items]
+        yield from (fn(shared, item) for item in items)
+        return
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else methods[0])
     with ProcessPoolExecutor(count, mp_context=context, initializer=_receive, initargs=(shared,)) as pool:
-        return list(pool.map(_call, [fn] * len(items), items))
+        yield from pool.map(_call, [fn] * len(items), items)
 
 
 def _receive(shared: Any) -> None:

@@ -73,18 +73,21 @@ def bars_at(returns: pd.DataFrame, traded_value: pd.DataFrame | None, day: Any) 
     before `day` are read (one or two rows in practice), so this is point in time.
     """
     day = to_day(day)
+    columns = returns.columns
     frames = [returns] if traded_value is None else [returns, traded_value]
+    # each frame as (its days, its values on returns' columns): numpy rows, no Series per row
+    arrays = [(f.index, (f if f.columns.equals(columns) else f.reindex(columns=columns)).to_numpy("float64")) for f in frames]
     days = returns.index[returns.index <= day]
-    if traded_value is not None:
+    if traded_value is not None and not traded_value.index.equals(returns.index):
         days = days.union(traded_value.index[traded_value.index <= day])
     for d in reversed(days):  # almost always the first day looked at has bars
-        has = pd.Series(False, index=returns.columns)
-        for frame in frames:
-            if d in frame.index:
-                has |= frame.loc[d].reindex(returns.columns).notna()
+        has = np.zeros(len(columns), dtype=bool)
+        for index, values in arrays:
+            if d in index:
+                has |= ~np.isnan(values[index.get_loc(d)])
         if has.any():
-            return has
-    return pd.Series(False, index=returns.columns, dtype=bool)
+            return pd.Series(has, index=columns)
+    return pd.Series(False, index=columns, dtype=bool)
 
 
 def to_day(value: Any) -> pd.Timestamp:

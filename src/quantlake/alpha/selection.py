@@ -109,7 +109,9 @@ def select_assets(
     rated = rated.reindex(symbols) if rated is not None and len(rated) else None
     for column in RATING_COLUMNS:
         columns[column] = rated[column].to_numpy("float64") if rated is not None else np.full(len(symbols), math.nan)
-    features = pd.DataFrame(columns, index=pd.Index(symbols), columns=list(FEATURE_COLUMNS), dtype="float64")
+    # one float block (a dict of columns would be consolidated column by column)
+    features = pd.DataFrame(np.column_stack([columns[c] for c in FEATURE_COLUMNS]), index=pd.Index(symbols),
+                            columns=list(FEATURE_COLUMNS), dtype="float64")
     # the pool rules (no bar on as_of, outside the universe) override the feature rules' reason
     vetoes = {**veto_reasons(features, params, start, as_of), **pool_vetoes(returns, traded_value, as_of, eligible)}
     keep = np.array([s not in vetoes for s in symbols], dtype=bool)
@@ -154,15 +156,16 @@ def _feature_columns(window: np.ndarray, traded_value: np.ndarray, params: Selec
     p = PERIODS_PER_YEAR
     packed = window_stats.pack(window)
     log_r = window_stats.log_returns(packed)
+    moments = window_stats.central_moments(packed)  # shared by volatility, skew and kurtosis
     return {
         "n_returns": packed[1].astype("float64"),
         "momentum": window_stats.annualised_momentum(packed, log_r, p),
-        "volatility": window_stats.annualised_volatility(packed, p),
+        "volatility": window_stats.annualised_volatility(packed, p, moments),
         "efficiency": window_stats.efficiency_ratio(packed, log_r),
         "entropy": window_stats.permutation_entropy(packed, params.entropy_order),
         "hurst": window_stats.hurst_exponent(packed, log_r, params.hurst_max_lag),
-        "skew": window_stats.skewness(packed),
-        "kurtosis": window_stats.excess_kurtosis(packed),
+        "skew": window_stats.skewness(packed, moments),
+        "kurtosis": window_stats.excess_kurtosis(packed, moments),
         "cvar": window_stats.conditional_value_at_risk(packed, params.cvar_level),
         "liquidity": window_stats.median(window_stats.pack(traded_value)),
     }
@@ -348,9 +351,12 @@ def correlation_distance(
     values = history.to_numpy("float64")
     for k in lookbacks:
         rho = pairwise_corr(values[np.asarray(history.index > as_of - pd.Timedelta(days=k))], min_overlap)
-        d = np.sqrt(0.5 * (1.0 - np.clip(rho, -1.0, 1.0)))
+        d = np.sqrt(0.5 * (1.0 - rho))  # rho is in [-1, 1] or NaN
         known = np.isfinite(d)
-        total += np.where(known, d, 0.0)
+        if known.all():
+            total += d
+        else:
+            total += np.where(known, d, 0.0)
         count += known
     out = np.where(count > 0, total / np.maximum(count, 1), math.sqrt(0.5))
     out = 0.5 * (out + out.T)

@@ -105,9 +105,27 @@ class AtomSet:
             span = f"{self.positions.index[0].date()}..{self.positions.index[-1].date()}" if len(self.positions) else "nothing"
             raise ContractError(f"no atom positions for {day.date()} (positions cover {span})")
         w = atom_weights.reindex(self.ids).fillna(0.0).to_numpy("float64")
-        exposure = w * self.positions.loc[day, self.ids].to_numpy("float64")
-        out = pd.Series(exposure, index=self.ids).groupby(self.symbol_of.to_numpy(), sort=False).sum()
-        return (out.reindex(self.symbols) + 0.0).rename("weight")
+        exposure = w * self.positions.to_numpy("float64")[self.positions.index.get_loc(day)]  # columns are the ids
+        net = _sum_by_symbol([a.symbol for a in self.atoms], exposure.tolist())
+        return pd.Series([net[s] + 0.0 for s in self.symbols], index=self.symbols, dtype="float64", name="weight")
+
+
+def _sum_by_symbol(symbols: list[str], values: list[float]) -> dict[str, float]:
+    """symbol -> sum of its values, summed as `Series.groupby(...).sum()` does (Kahan-compensated).
+
+    A handful of atoms per rebalance: a plain loop is far cheaper than a pandas groupby, and the
+    same compensated sum keeps the weights bit-identical to it (tests/test_synthesis.py).
+    """
+    total: dict[str, float] = {}
+    carry: dict[str, float] = {}
+    for sym, x in zip(symbols, values):
+        s, c = total.get(sym, 0.0), carry.get(sym, 0.0)
+        y = x - c
+        t = s + y
+        c = t - s - y
+        carry[sym] = 0.0 if c != c else c  # an infinite sum leaves no compensation (NaN), as in pandas
+        total[sym] = t
+    return total
 
 
 def synthesize(returns: pd.DataFrame, symbols: list[str], params: SynthesisParams) -> AtomSet:
@@ -135,6 +153,59 @@ def synthesize(returns: pd.DataFrame, symbols: list[str], params: SynthesisParam
         pd.DataFrame(streams, index=index, columns=ids, dtype="float64"),
         pd.DataFrame(positions, index=ext_index, columns=ids, dtype="float64"),
     )
+
+
+class AtomBank:
+    """`synthesize` on a whole panel, per symbol on first use, read back at any date.
+
+    Synthesis is causal and column by column: an atom's stream on day d reads the returns up to
+    d, its position on day d the returns up to d - 1, and a symbol's atoms read only its own
+    column. So the atoms of any symbols synthesized on the panel truncated at a day T are the
+    rows <= T of the whole panel's atoms (positions: those rows and the next one), bit for bit
+    (tests/test_synthesis.py checks it at every date). The walk-forward reads every
+    rebalance's atoms from one bank instead of synthesizing the whole history again each time.
+    """
+
+    def __init__(self, returns: pd.DataFrame, params: SynthesisParams) -> None:
+        self.returns = returns
+        self.params = params
+        # symbol -> (its atoms, streams: days x atoms, positions: days + 1 x atoms)
+        self._made: dict[str, tuple[tuple[Atom, ...], np.ndarray, np.ndarray]] = {}
+
+    def arrays(self, symbols: list[str], rows: slice = slice(None)) -> tuple[tuple[Atom, ...], np.ndarray, np.ndarray]:
+        """(atoms, streams[rows], positions[rows]) of `symbols` in order, as `synthesize` lays them out."""
+        new = [s for s in dict.fromkeys(symbols) if s not in self._made]
+        if new:  # one vectorised pass for every symbol not seen yet
+            made = synthesize(self.returns, new, self.params)
+            streams, positions = made.returns.to_numpy(), made.positions.to_numpy()
+            start = 0
+            for sym in new:
+                count = len(atoms_for(self.params, sym))
+                cols = slice(start, start + count)
+                self._made[sym] = (made.atoms[cols], streams[:, cols], positions[:, cols])
+                start += count
+        parts = [self._made[s] for s in symbols]
+        atoms = tuple(a for part in parts for a in part[0])
+        if not parts:
+            days = len(range(*rows.indices(len(self.returns.index) + 1)))
+            return atoms, np.zeros((days, 0)), np.zeros((days, 0))
+        return atoms, np.concatenate([p[1][rows] for p in parts], axis=1), np.concatenate([p[2][rows] for p in parts], axis=1)
+
+    def atom_set(self, symbols: list[str], as_of: pd.Timestamp) -> AtomSet:
+        """`synthesize(returns.loc[:as_of], symbols, params)`, read from the bank."""
+        index = self.returns.index
+        end = int(index.searchsorted(as_of, side="right"))
+        if end == 0 or index[end - 1] != as_of:
+            raise ContractError(f"atom bank: {pd.Timestamp(as_of).date()} is not a day of the panel")
+        atoms, streams, positions = self.arrays(list(symbols), slice(0, end + 1))
+        known = index[:end]
+        ids = [a.id for a in atoms]
+        ext_index = pd.DatetimeIndex(known.append(pd.DatetimeIndex([as_of + pd.Timedelta(days=1)])), name=index.name)
+        return AtomSet(
+            atoms,
+            pd.DataFrame(streams[:end], index=known, columns=ids, dtype="float64"),
+            pd.DataFrame(positions, index=ext_index, columns=ids, dtype="float64"),
+        )
 
 
 def _decisions(r: np.ndarray, params: SynthesisParams) -> dict[str, np.ndarray]:

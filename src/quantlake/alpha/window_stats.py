@@ -23,6 +23,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 # (packed symbols x days values, n observed per symbol, valid mask: column < n)
 Packed = tuple[np.ndarray, np.ndarray, np.ndarray]
+# (sum d^2, sum d^3, sum d^4 over the observed days, d = r - mean; flat: constant row)
+Moments = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 def pack(window: np.ndarray) -> Packed:
@@ -73,9 +75,15 @@ def _central_moments(p: Packed, orders: tuple[int, ...]) -> list[np.ndarray]:
     return [power[k].sum(axis=1) for k in orders]
 
 
-def annualised_volatility(p: Packed, periods_per_year: int) -> np.ndarray:
+def central_moments(p: Packed) -> Moments:
+    """(sum d^2, sum d^3, sum d^4, flat) of every row: what volatility, skew and kurtosis share."""
+    m2, m3, m4 = _central_moments(p, (2, 3, 4))
+    return m2, m3, m4, _flat(p)
+
+
+def annualised_volatility(p: Packed, periods_per_year: int, moments: Moments | None = None) -> np.ndarray:
     _, n, _ = p
-    (m2,) = _central_moments(p, (2,))
+    m2 = moments[0] if moments is not None else _central_moments(p, (2,))[0]
     return np.sqrt(_divide(m2, n - 1, n < 2)) * math.sqrt(periods_per_year)
 
 
@@ -90,21 +98,23 @@ def _flat(p: Packed) -> np.ndarray:
     return np.where(valid, values, -np.inf).max(axis=1) == np.where(valid, values, np.inf).min(axis=1)
 
 
-def skewness(p: Packed) -> np.ndarray:
+def skewness(p: Packed, moments: Moments | None = None) -> np.ndarray:
     _, n, _ = p
-    m2, m3 = (m / np.maximum(n, 1) for m in _central_moments(p, (2, 3)))
+    m2, m3, _, flat = moments if moments is not None else central_moments(p)
+    m2, m3 = (m / np.maximum(n, 1) for m in (m2, m3))
     with np.errstate(divide="ignore", invalid="ignore"):
         g = np.sqrt(n * (n - 1)) / (n - 2) * m3 / m2**1.5
-    return np.where((n < 3) | _flat(p), math.nan, g)
+    return np.where((n < 3) | flat, math.nan, g)
 
 
-def excess_kurtosis(p: Packed) -> np.ndarray:
+def excess_kurtosis(p: Packed, moments: Moments | None = None) -> np.ndarray:
     _, n, _ = p
-    m2, m4 = (m / np.maximum(n, 1) for m in _central_moments(p, (2, 4)))
+    m2, _, m4, flat = moments if moments is not None else central_moments(p)
+    m2, m4 = (m / np.maximum(n, 1) for m in (m2, m4))
     with np.errstate(divide="ignore", invalid="ignore"):
         g2 = m4 / m2**2 - 3.0
         k = ((n + 1) * g2 + 6.0) * (n - 1) / ((n - 2) * (n - 3))
-    return np.where((n < 4) | _flat(p), math.nan, k)
+    return np.where((n < 4) | flat, math.nan, k)
 
 
 def permutation_entropy(p: Packed, order: int = 3, delay: int = 1) -> np.ndarray:
@@ -116,17 +126,21 @@ def permutation_entropy(p: Packed, order: int = 3, delay: int = 1) -> np.ndarray
         return out
     windows = sliding_window_view(values, span, axis=1)[:, :, ::delay]
     codes = _pattern_codes(windows, order)
-    inside = np.arange(codes.shape[1])[None, :] < (n - span + 1)[:, None]
-    rows = np.broadcast_to(np.arange(codes.shape[0])[:, None], codes.shape)[inside]
-    if order <= 6:  # every possible code, ascending as np.unique lists them per symbol
+    inside = None if (n == values.shape[1]).all() else np.arange(codes.shape[1])[None, :] < (n - span + 1)[:, None]
+    if order <= 6:  # every possible code, ascending as np.unique lists them per symbol: one count per kind
         kinds = np.sort(np.array(list(itertools.permutations(range(order)))) @ (order ** np.arange(order)))
-        dense = np.zeros(order**order, dtype="int64")
-        dense[kinds] = np.arange(kinds.size)
-        code = dense[codes[inside]]
+        counts = np.empty((codes.shape[0], kinds.size))
+        for k, kind in enumerate(kinds.tolist()):
+            hit = codes == kind
+            if inside is not None:
+                hit &= inside
+            counts[:, k] = np.count_nonzero(hit, axis=1)
     else:
+        inside = np.ones(codes.shape, dtype=bool) if inside is None else inside
+        rows = np.broadcast_to(np.arange(codes.shape[0])[:, None], codes.shape)[inside]
         kinds, code = np.unique(codes[inside], return_inverse=True)
-    counts = np.bincount(rows * kinds.size + code, minlength=codes.shape[0] * kinds.size)
-    counts = counts.reshape(codes.shape[0], kinds.size).astype("float64")
+        counts = np.bincount(rows * kinds.size + code, minlength=codes.shape[0] * kinds.size)
+        counts = counts.reshape(codes.shape[0], kinds.size).astype("float64")
     total = counts.sum(axis=1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         prob = counts / total
@@ -145,13 +159,14 @@ def _pattern_codes(windows: np.ndarray, order: int) -> np.ndarray:
     if order > 6:
         return np.argsort(windows, axis=-1, kind="stable") @ (order ** np.arange(order))
     w = [windows[..., i] for i in range(order)]
-    codes = np.zeros(windows.shape[:-1], dtype="int64")
+    small = np.int32 if order > 4 else np.int16  # the largest code is below order^(order + 1)
+    codes = np.zeros(windows.shape[:-1], dtype=small)
     for i in range(1, order):  # i = 0 adds 0 whatever its rank
-        rank = np.zeros(windows.shape[:-1], dtype="int64")
+        rank = np.zeros(windows.shape[:-1], dtype=small)
         for j in range(order):
             if j != i:
                 rank += (w[j] <= w[i]) if j < i else (w[j] < w[i])
-        codes += i * order**rank
+        codes += (i * np.power(order, rank, dtype=small)).astype(small)
     return codes
 
 
@@ -190,11 +205,17 @@ def _lag_std(path: np.ndarray, lags: np.ndarray, n: np.ndarray | None = None) ->
     tau = np.empty((path.shape[0], lags.size))
     if path.shape[0] == 0:
         return tau
+    buffer = np.empty((path.shape[0], path.shape[1] - 1))
     for i, k in enumerate(lags):
-        moves = path[:, k:] - path[:, :-k]
-        if n is None:
-            tau[:, i] = moves.std(axis=1)
+        if n is None:  # np.std(moves, axis=1), its steps done in place in one buffer (same floats)
+            moves = np.subtract(path[:, k:], path[:, :-k], out=buffer[:, : path.shape[1] - k])
+            mean = moves.sum(axis=1, keepdims=True)
+            mean /= moves.shape[1]
+            np.subtract(moves, mean, out=moves)
+            np.square(moves, out=moves)
+            tau[:, i] = np.sqrt(moves.sum(axis=1) / moves.shape[1])
             continue
+        moves = path[:, k:] - path[:, :-k]
         inside = np.arange(moves.shape[1])[None, :] < (n + 1 - k)[:, None]  # both ends within x[0..n]
         count = np.maximum(inside.sum(axis=1), 1)
         mean = np.where(inside, moves, 0.0).sum(axis=1) / count
