@@ -93,6 +93,23 @@ def test_top_n_picks_the_best_scores_in_each_cluster():
 # --------------------------------------------------------------------------- point in time
 
 
+def test_only_the_best_max_candidates_scores_are_clustered():
+    """12 passing symbols: max_candidates 12 clusters them all; 11 drops the lowest score (named, with
+    its score), and the remaining candidates keep the scores and clusters they had among all 12."""
+    returns, _ = planted_groups(4)
+    value = liquidity_like(returns)
+    every = select_assets(returns, value, DATES[-1], SelectionParams.from_params({**PERMISSIVE, "max_candidates": 12}))
+    assert len(every.scores) == 12 and not every.vetoes
+    worst = min(every.scores.index, key=lambda s: (every.scores[s], s))
+    cut = select_assets(returns, value, DATES[-1], SelectionParams.from_params({**PERMISSIVE, "max_candidates": 11}))
+    assert cut.vetoes == {worst: f"score {every.scores[worst]:.4f} not among the best 11 (selection.max_candidates=11)"}
+    assert worst not in cut.clusters.index and worst not in cut.selected
+    pd.testing.assert_series_equal(cut.scores, every.scores.drop(worst))  # ranks taken among all 12
+    assert SelectionParams().max_candidates == 500
+    with pytest.raises(ParamsError, match="selection.max_candidates must be >= 1"):
+        SelectionParams.from_params({"max_candidates": 0})
+
+
 def test_rows_after_as_of_change_nothing():
     returns, _ = planted_groups(6)
     value = liquidity_like(returns)

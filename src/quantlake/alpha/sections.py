@@ -75,6 +75,7 @@ class SelectionParams(Section):
     cluster_threshold: float = 0.4  # Ward linkage height (scipy's scale) at which the tree is cut
     max_clusters: int = 8
     top_n: int = 2  # symbols kept per cluster
+    max_candidates: int = 500  # only the best scores are clustered: the clustering costs N^2 in time and memory
     min_overlap_days: int = 30  # common observations needed for a correlation
     entropy_order: int = 3
     hurst_max_lag: int = 20
@@ -83,7 +84,7 @@ class SelectionParams(Section):
 
     def __post_init__(self) -> None:
         s = self.SECTION
-        for name in ("train_days", "min_history_days", "max_clusters", "top_n", "min_overlap_days", "hurst_max_lag"):
+        for name in ("train_days", "min_history_days", "max_clusters", "top_n", "max_candidates", "min_overlap_days", "hurst_max_lag"):
             check(getattr(self, name) >= 1, f"{s}.{name} must be >= 1, got {getattr(self, name)}")
         check(len(self.lookbacks) >= 1, f"{s}.lookbacks must list at least one window")
         check(all(k >= 2 for k in self.lookbacks), f"{s}.lookbacks must all be >= 2 days, got {list(self.lookbacks)}")

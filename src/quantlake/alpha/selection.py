@@ -13,7 +13,8 @@
 2. Vetoes, each with a human-readable reason: short history, undefined statistics (a flat
    price), extreme volatility, unpredictability (permutation entropy above `max_entropy` or
    efficiency ratio below `min_efficiency`), illiquidity.
-3. Composite score of the symbols that survive (documented in `composite_score`).
+3. Composite score of the symbols that survive (documented in `composite_score`); on a
+   large universe only the best `max_candidates` scores go on (`candidate_vetoes`).
 4. Hierarchical clustering: correlation distance sqrt(0.5 (1 - rho)) averaged over the
    `lookbacks`, Ward linkage, cut at height `cluster_threshold`, or into `max_clusters`
    clusters when the cut leaves more.
@@ -115,8 +116,12 @@ def select_assets(
     # the pool rules (no bar on as_of, outside the universe) override the feature rules' reason
     vetoes = {**veto_reasons(features, params, start, as_of), **pool_vetoes(returns, traded_value, as_of, eligible)}
     keep = np.array([s not in vetoes for s in symbols], dtype=bool)
-    passing = [s for s, k in zip(symbols, keep) if k]
     scores = composite_score(features.iloc[np.flatnonzero(keep)], params.score_weights)
+    if len(scores) > params.max_candidates:  # ranks are taken among every passing symbol, then the cut
+        vetoes.update(candidate_vetoes(scores, params.max_candidates))
+        keep = np.array([s not in vetoes for s in symbols], dtype=bool)
+        scores = scores[[s not in vetoes for s in scores.index]]
+    passing = [s for s, k in zip(symbols, keep) if k]
     # the clustering reads the longest lookback only (`correlation_distance`), symbols sorted
     recent = np.asarray((day > as_of - pd.Timedelta(days=max(params.lookbacks))) & (day <= as_of))
     by_name = sorted(range(len(passing)), key=lambda i: passing[i])
@@ -233,6 +238,19 @@ def veto_reasons(
         if reasons:
             out[sym] = "; ".join(reasons)
     return out
+
+
+def candidate_vetoes(scores: pd.Series, max_candidates: int) -> dict[str, str]:
+    """symbol -> why it is not clustered: its score is not among the best `max_candidates` (ties by symbol).
+
+    The clustering costs N^2 (a correlation matrix per lookback, Ward's linkage): on a universe of
+    thousands only the best scores compete for the clusters, which is where every pick comes from.
+    """
+    ranked = sorted(zip(scores.index.tolist(), scores.to_numpy().tolist()), key=lambda item: (-item[1], item[0]))
+    return {
+        sym: f"score {score:.4f} not among the best {max_candidates} (selection.max_candidates={max_candidates})"
+        for sym, score in ranked[max_candidates:]
+    }
 
 
 def pool_vetoes(
