@@ -248,6 +248,7 @@ def walk_forward(
     """
     if returns.shape[0] == 0 or returns.shape[1] == 0:
         raise ContractError("walk_forward: the returns matrix is empty")
+    import quantlake.alpha.optimize  # noqa: F401  (scipy + scikit-learn: imported once, before the pool forks)
     panel = data_known_at(returns, returns.index[-1])
     values = data_known_at(_aligned(traded_value, returns), returns.index[-1])
     # symbols as a plain object Index: every rebalance lists them, and pandas' Arrow-backed

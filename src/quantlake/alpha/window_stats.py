@@ -10,7 +10,8 @@ statistic is a masked reduction along the rows.
 Rows are symbols (a C-contiguous symbols x days array): reductions along a contiguous row
 use numpy's pairwise summation, as `np.sum` does on one symbol's 1-D array, so a symbol with
 no gap in the window gets bit-identical sums; with gaps the results agree to rounding
-(the tests compare to `signals.py` within 1e-12 relative).
+(the tests compare to `signals.py` within 1e-12 relative). The Hurst exponent's many lagged
+standard deviations are the exception: they run on the transpose (see `_lag_std`).
 """
 
 from __future__ import annotations
@@ -205,16 +206,19 @@ def _lag_std(path: np.ndarray, lags: np.ndarray, n: np.ndarray | None = None) ->
     tau = np.empty((path.shape[0], lags.size))
     if path.shape[0] == 0:
         return tau
-    buffer = np.empty((path.shape[0], path.shape[1] - 1))
-    for i, k in enumerate(lags):
-        if n is None:  # np.std(moves, axis=1), its steps done in place in one buffer (same floats)
-            moves = np.subtract(path[:, k:], path[:, :-k], out=buffer[:, : path.shape[1] - k])
-            mean = moves.sum(axis=1, keepdims=True)
-            mean /= moves.shape[1]
+    if n is None:  # whole rows: np.std's steps on the days x symbols transpose, in place in one buffer
+        # (each step one contiguous pass for every symbol at once: ~3x faster than row by row; the
+        # sums run down the columns instead of pairwise along a row, which moves the std by ~1e-15)
+        columns = np.ascontiguousarray(path.T)
+        buffer = np.empty((columns.shape[0] - 1, columns.shape[1]))
+        for i, k in enumerate(lags):
+            moves = np.subtract(columns[k:], columns[:-k], out=buffer[: columns.shape[0] - k])
+            mean = moves.sum(axis=0) / moves.shape[0]
             np.subtract(moves, mean, out=moves)
             np.square(moves, out=moves)
-            tau[:, i] = np.sqrt(moves.sum(axis=1) / moves.shape[1])
-            continue
+            tau[:, i] = np.sqrt(moves.sum(axis=0) / moves.shape[0])
+        return tau
+    for i, k in enumerate(lags):
         moves = path[:, k:] - path[:, :-k]
         inside = np.arange(moves.shape[1])[None, :] < (n + 1 - k)[:, None]  # both ends within x[0..n]
         count = np.maximum(inside.sum(axis=1), 1)
