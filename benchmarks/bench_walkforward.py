@@ -16,6 +16,8 @@ from Parquet first (not timed); the time is the wall time of the loop only.
                 train_size=train))``: skfolio's own complete path
     quantlake   ``walk_forward`` with params.yaml's recipe (selection, synthesis, HRP with its
                 caps, costs, baselines), ``backtest.step_days = test_days = --step``
+                (``backtest.workers: 0``, the default: the rebalance portfolios on every core)
+    quantlake-1 the same with ``backtest.workers: 1``: one core, like the two contenders above
     quantlake @REV  (with ``--baseline-rev``) the same call on the source tree of git revision
                 REV (``git archive``): the figure before a change, and the check that the weights
                 at every rebalance are identical
@@ -43,7 +45,7 @@ import yaml  # noqa: E402
 
 from common import ROOT, SRC, load1, print_machine, print_table  # noqa: E402
 
-CONTENDERS = ("floor", "skfolio", "quantlake")
+CONTENDERS = ("floor", "skfolio", "quantlake", "quantlake-1")  # quantlake-1: backtest.workers = 1
 
 
 # --------------------------------------------------------------------------- input
@@ -123,7 +125,7 @@ def skfolio_loop(returns: pd.DataFrame, step: int, train: int) -> pd.DataFrame:
     return pd.DataFrame([p.weights for p in pred], columns=returns.columns)
 
 
-def quantlake_loop(returns: pd.DataFrame, value: pd.DataFrame, step: int, train: int) -> pd.DataFrame:
+def quantlake_loop(returns: pd.DataFrame, value: pd.DataFrame, step: int, train: int, workers: int | None = None) -> pd.DataFrame:
     from quantlake.alpha.backtest import walk_forward
 
     try:  # the one params model (params.backtest is the recipe)
@@ -132,7 +134,10 @@ def quantlake_loop(returns: pd.DataFrame, value: pd.DataFrame, step: int, train:
         from quantlake.alpha.provenance import backtest_params
 
         return walk_forward(returns, value, backtest_params(recipe_params(step, train))).weights
-    return walk_forward(returns, value, parse_params(recipe_params(step, train)).backtest).weights
+    params = recipe_params(step, train)
+    if workers is not None:
+        params["backtest"]["workers"] = workers
+    return walk_forward(returns, value, parse_params(params).backtest).weights
 
 
 def child(contender: str, data: Path, step: int, train: int, out: Path, src: Path) -> None:
@@ -148,7 +153,7 @@ def child(contender: str, data: Path, step: int, train: int, out: Path, src: Pat
     if contender == "skfolio":
         import skfolio.model_selection  # noqa: F401
         import skfolio.optimization  # noqa: F401
-    elif contender == "quantlake":
+    elif contender.startswith("quantlake"):
         import quantlake.alpha.backtest
         import quantlake.alpha.optimize  # noqa: F401  (its scipy/scikit-learn imports, as skfolio's above)
 
@@ -161,7 +166,7 @@ def child(contender: str, data: Path, step: int, train: int, out: Path, src: Pat
     elif contender == "skfolio":
         weights = skfolio_loop(returns, step, train)
     else:
-        weights = quantlake_loop(returns, value, step, train)
+        weights = quantlake_loop(returns, value, step, train, 1 if contender == "quantlake-1" else None)
     wall = time.perf_counter() - start
     weights.to_parquet(out)
     rebalances = int(weights["date"].nunique()) if "date" in weights else len(weights)
@@ -230,9 +235,9 @@ def main(argv: list[str] | None = None) -> int:
                 for label, b in best.items()]
         print_table(["contender", "seconds", "x floor", "rebalances", "peak RSS (MiB)", "load1"], rows,
                     title=f"Walk-forward, {args.symbols} symbols x {args.days} days, every {args.step} days (best of {args.repeats})")
-        if "skfolio" in best:
-            print(f"quantlake is {best['skfolio']['wall'] / best['quantlake']['wall']:.1f}x faster than skfolio "
-                  f"(goal >= 10) and {best['quantlake']['wall'] / floor:.2f}x the floor (goal <= 3)")
+        for label in ("quantlake", "quantlake-1"):
+            faster = f"{best['skfolio']['wall'] / best[label]['wall']:.1f}x faster than skfolio (goal >= 10), " if "skfolio" in best else ""
+            print(f"{label}: {faster}{best[label]['wall'] / floor:.2f}x the floor (goal <= 3)")
         if args.baseline_rev:
             new = pd.read_parquet(tmp / "weights quantlake.parquet")
             old = pd.read_parquet(tmp / f"weights quantlake @{args.baseline_rev}.parquet")
