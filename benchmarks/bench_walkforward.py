@@ -69,8 +69,9 @@ def build_panel(folder: Path, symbols: int, days: int, seed: int = 14) -> None:
     pd.DataFrame(value, index=index, columns=names).to_parquet(folder / "traded_value.parquet")
 
 
-def recipe_params(step: int, train: int) -> dict:
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+def recipe_params(step: int, train: int, root: Path = ROOT) -> dict:
+    """`root`'s params.yaml with the benchmark's walk-forward timing (a baseline revision has its own keys)."""
+    params = yaml.safe_load((root / "params.yaml").read_text())
     params["backtest"].update(step_days=step, test_days=step, train_days=train)
     return params
 
@@ -125,7 +126,8 @@ def skfolio_loop(returns: pd.DataFrame, step: int, train: int) -> pd.DataFrame:
     return pd.DataFrame([p.weights for p in pred], columns=returns.columns)
 
 
-def quantlake_loop(returns: pd.DataFrame, value: pd.DataFrame, step: int, train: int, workers: int | None = None) -> pd.DataFrame:
+def quantlake_loop(returns: pd.DataFrame, value: pd.DataFrame, step: int, train: int, workers: int | None = None,
+                   root: Path = ROOT) -> pd.DataFrame:
     from quantlake.alpha.backtest import walk_forward
 
     try:  # the one params model (params.backtest is the recipe)
@@ -133,8 +135,8 @@ def quantlake_loop(returns: pd.DataFrame, value: pd.DataFrame, step: int, train:
     except ImportError:  # a baseline revision from before it
         from quantlake.alpha.provenance import backtest_params
 
-        return walk_forward(returns, value, backtest_params(recipe_params(step, train))).weights
-    params = recipe_params(step, train)
+        return walk_forward(returns, value, backtest_params(recipe_params(step, train, root))).weights
+    params = recipe_params(step, train, root)
     if workers is not None:
         params["backtest"]["workers"] = workers
     return walk_forward(returns, value, parse_params(params).backtest).weights
@@ -166,7 +168,7 @@ def child(contender: str, data: Path, step: int, train: int, out: Path, src: Pat
     elif contender == "skfolio":
         weights = skfolio_loop(returns, step, train)
     else:
-        weights = quantlake_loop(returns, value, step, train, 1 if contender == "quantlake-1" else None)
+        weights = quantlake_loop(returns, value, step, train, 1 if contender == "quantlake-1" else None, src.parent)
     wall = time.perf_counter() - start
     weights.to_parquet(out)
     rebalances = int(weights["date"].nunique()) if "date" in weights else len(weights)
@@ -192,7 +194,7 @@ def run_child(contender: str, src: Path, data: Path, args: argparse.Namespace, o
 def baseline_src(rev: str, tmp: Path) -> Path:
     dst = tmp / f"src-{rev}"
     dst.mkdir()
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "src"], capture_output=True, check=True).stdout
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "src", "params.yaml"], capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(dst)], input=archive, check=True)
     return dst / "src"
 

@@ -339,7 +339,8 @@ def walk_forward(
 
 def _portfolio_at(inputs: tuple, t: pd.Timestamp) -> Portfolio:
     panel, values, params, ratings, eligible, bank = inputs
-    return build_portfolio(panel.loc[:t], values.loc[:t], t, params, ratings, eligible, bank)
+    known = slice(0, panel.index.get_loc(t) + 1)  # rows up to t (a daily calendar: data_known_at)
+    return build_portfolio(panel.iloc[known], values.iloc[known], t, params, ratings, eligible, bank)
 
 
 def rebalance_schedule(first: pd.Timestamp, last: pd.Timestamp, params: BacktestParams) -> list[tuple[pd.Timestamp, pd.Timestamp]]:

@@ -42,7 +42,12 @@ def pack(window: np.ndarray) -> Packed:
 
 
 def _masked_sum(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    return np.where(valid, x, 0.0).sum(axis=1)
+    return (x if _everywhere(valid) else np.where(valid, x, 0.0)).sum(axis=1)
+
+
+def _everywhere(valid: np.ndarray) -> bool:
+    """Every value observed: the masks change nothing and are skipped (a window without gaps)."""
+    return bool(valid.all())
 
 
 def _divide(num: np.ndarray, den: np.ndarray, undefined: np.ndarray) -> np.ndarray:
@@ -54,7 +59,8 @@ def _divide(num: np.ndarray, den: np.ndarray, undefined: np.ndarray) -> np.ndarr
 def log_returns(p: Packed) -> np.ndarray:
     values, _, valid = p
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(valid, np.log1p(values), math.nan)
+        log_r = np.log1p(values)
+        return log_r if _everywhere(valid) else np.where(valid, log_r, math.nan)
 
 
 def annualised_momentum(p: Packed, log_r: np.ndarray, periods_per_year: int) -> np.ndarray:
@@ -70,7 +76,9 @@ def _central_moments(p: Packed, orders: tuple[int, ...]) -> list[np.ndarray]:
     """
     values, n, valid = p
     mean = _divide(_masked_sum(values, valid), n, n == 0)
-    d = np.where(valid, values - mean[:, None], 0.0)
+    d = values - mean[:, None]
+    if not _everywhere(valid):
+        d = np.where(valid, d, 0.0)
     d2 = d * d
     power = {2: d2, 3: d2 * d if 3 in orders else None, 4: d2 * d2 if 4 in orders else None}
     return [power[k].sum(axis=1) for k in orders]
@@ -96,6 +104,8 @@ def efficiency_ratio(p: Packed, log_r: np.ndarray) -> np.ndarray:
 
 def _flat(p: Packed) -> np.ndarray:
     values, _, valid = p
+    if _everywhere(valid):
+        return values.max(axis=1) == values.min(axis=1)
     return np.where(valid, values, -np.inf).max(axis=1) == np.where(valid, values, np.inf).min(axis=1)
 
 
@@ -178,7 +188,8 @@ def hurst_exponent(p: Packed, log_r: np.ndarray, max_lag: int = 20) -> np.ndarra
     fitted together by one `np.polyfit` (one least-squares problem with a column per symbol).
     """
     _, n, valid = p
-    path = np.concatenate([np.zeros((log_r.shape[0], 1)), np.cumsum(np.where(valid, log_r, 0.0), axis=1)], axis=1)
+    observed = log_r if _everywhere(valid) else np.where(valid, log_r, 0.0)
+    path = np.concatenate([np.zeros((log_r.shape[0], 1)), np.cumsum(observed, axis=1)], axis=1)
     last_lag = np.minimum(max_lag, (n + 1) // 2)
     out = np.full(log_r.shape[0], math.nan)
     lags = np.arange(2, int(last_lag.max(initial=0)) + 1)
