@@ -386,3 +386,30 @@ def test_any_number_of_workers_gives_byte_identical_results(run):
     pd.testing.assert_frame_equal(one.weights, single.weights, check_exact=True)
     with pytest.raises(ParamsError, match="backtest.workers must be >= 0"):
         params(workers=-1)
+
+
+def test_walk_forwards_sharing_a_rankings_memo_give_the_same_results(monkeypatch):
+    """A sweep's points on the same inputs share the selection's rankings: the second point
+    (another top_n and optimizer) ranks no date again and its results equal a fresh run's."""
+    from quantlake.alpha import selection
+
+    returns, value = market(3)
+    rankings: dict = {}
+    first = walk_forward(returns, value, params(workers=2), rankings=rankings)  # ranked in the pool's workers
+    assert len(rankings) == len(first.windows)  # ... and brought back into the memo
+    calls = []
+    real_rank = selection._rank
+    monkeypatch.setattr(selection, "_rank", lambda *a: calls.append(a[2]) or real_rank(*a))
+    other = params(workers=1, selection={"top_n": 1}, optimize={"method": "equal_weight"})
+    shared = walk_forward(returns, value, other, rankings=rankings)
+    assert calls == []
+    fresh = walk_forward(returns, value, other)
+    assert len(calls) == len(fresh.windows)
+    for name in ("equity", "weights", "atom_weights", "windows", "trading"):
+        pd.testing.assert_frame_equal(getattr(shared, name), getattr(fresh, name), check_exact=True)
+    again = walk_forward(returns, value, params(workers=1), rankings=rankings)
+    pd.testing.assert_frame_equal(again.weights, first.weights, check_exact=True)
+    changed = params(workers=1, selection={"lookbacks": [20, 30]})  # another ranking: not a hit
+    calls.clear()
+    walk_forward(returns, value, changed, rankings=rankings)
+    assert len(calls) == len(first.windows)

@@ -46,7 +46,7 @@ from quantlake.alpha.metrics import PERIODS_PER_YEAR, performance_metrics, retur
 from quantlake.alpha.parallel import iter_ordered
 from quantlake.alpha.returns import DATE_INDEX_NAME, bars_at, to_day
 from quantlake.alpha.sections import BacktestParams, OptimizationParams  # noqa: F401 (re-exported)
-from quantlake.alpha.selection import Selection, eligible_on, select_assets
+from quantlake.alpha.selection import Selection, eligible_on, remember_ranking, select_assets
 from quantlake.alpha.synthesis import AtomBank, AtomSet, SynthesisParams, synthesize
 from quantlake.contracts import ContractError, QuantlakeError
 
@@ -107,15 +107,17 @@ def build_portfolio(
     ratings: pd.DataFrame | None = None,
     eligible: pd.DataFrame | None = None,
     bank: AtomBank | None = None,
+    rankings: dict | None = None,
 ) -> Portfolio:
     """select -> synthesize -> optimize on data that must already end at `as_of` (`data_known_at`).
 
     `bank`: the atoms of a longer panel these returns are the start of (the walk-forward's);
-    they are read from it instead of synthesized again, with the same result.
+    they are read from it instead of synthesized again, with the same result. `rankings`: the
+    selection's memo for these inputs (`select_assets`).
     """
     if returns.index[-1] != as_of:
         raise ContractError(f"build_portfolio: data must end at as_of {as_of.date()}, it ends at {returns.index[-1].date()}")
-    selection = select_assets(returns, traded_value, as_of, params.selection, ratings, eligible)
+    selection = select_assets(returns, traded_value, as_of, params.selection, ratings, eligible, rankings)
     if bank is None:
         atoms = synthesize(returns, selection.selected, params.synthesis)
     else:
@@ -241,10 +243,14 @@ def walk_forward(
     params: BacktestParams,
     ratings: pd.DataFrame | None = None,
     eligible: pd.DataFrame | None = None,
+    rankings: dict | None = None,
 ) -> BacktestResult:
     """Rebalance every `step_days` with `build_portfolio` on the data known at each date.
 
     `eligible`: optional point-in-time universe (date x symbol, bool) restricting every pool.
+    `rankings`: a memo of the selection's rankings kept with these inputs (`select_assets`):
+    a later walk-forward on the same inputs (a sweep's next point) ranks no date again. The
+    portfolios computed by the pool bring their rankings back into it.
     """
     if returns.shape[0] == 0 or returns.shape[1] == 0:
         raise ContractError("walk_forward: the returns matrix is empty")
@@ -262,7 +268,7 @@ def walk_forward(
     # the portfolios are independent of each other (each sees only the data known at its date)
     # synthesis is causal: one bank of atoms over the whole panel serves every rebalance
     bank = AtomBank(panel, params.synthesis)
-    inputs = (panel, values, params, ratings, eligible, bank)
+    inputs = (panel, values, params, ratings, eligible, bank, rankings)
     # held below as they arrive, while the pool computes the next ones
     portfolios = iter_ordered(_portfolio_at, [t for t, _ in schedule], params.workers, inputs)
     ew_bank = AtomBank(panel, SynthesisParams(logics=("long",)))
@@ -270,6 +276,8 @@ def walk_forward(
     bench_column = column[benchmark]
     costs = (params.cost_rate, params.delisting_haircut)
     for k, ((t, end), portfolio) in enumerate(zip(schedule, portfolios)):
+        if rankings is not None:  # a pool's worker ranked this date in its own memory
+            remember_ranking(rankings, portfolio.selection)
         held = slice(panel.index.get_loc(t) + 1, panel.index.get_loc(end) + 1)  # the days (t, end]
         days = panel.index[held]
         symbol_returns = matrix[held]  # atoms read day d's return only on day d (their positions lag)
@@ -338,9 +346,9 @@ def walk_forward(
 
 
 def _portfolio_at(inputs: tuple, t: pd.Timestamp) -> Portfolio:
-    panel, values, params, ratings, eligible, bank = inputs
+    panel, values, params, ratings, eligible, bank, rankings = inputs
     known = slice(0, panel.index.get_loc(t) + 1)  # rows up to t (a daily calendar: data_known_at)
-    return build_portfolio(panel.iloc[known], values.iloc[known], t, params, ratings, eligible, bank)
+    return build_portfolio(panel.iloc[known], values.iloc[known], t, params, ratings, eligible, bank, rankings)
 
 
 def rebalance_schedule(first: pd.Timestamp, last: pd.Timestamp, params: BacktestParams) -> list[tuple[pd.Timestamp, pd.Timestamp]]:

@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,15 +87,46 @@ def select_assets(
     params: SelectionParams,
     ratings: pd.DataFrame | None = None,
     eligible: pd.DataFrame | None = None,
+    rankings: dict | None = None,
 ) -> Selection:
     """Score, veto, cluster and pick symbols from the data dated on or before `as_of`.
 
     `eligible`: optional point-in-time universe (index dates, columns symbols, bool); a symbol
     enters the pool only if it is eligible on `as_of` (and has a bar that day).
+
+    `rankings`: a memo of the work before the pick (features, vetoes, scores, clusters), for
+    one set of inputs (the caller keeps one per returns panel): the points of a sweep that
+    differ only in `top_n` (or in the optimizer) rank each date once.
     """
     if not isinstance(returns.index, pd.DatetimeIndex):
         raise ContractError(f"select_assets: the returns matrix needs a DatetimeIndex of days, got {type(returns.index).__name__}")
     as_of = to_day(as_of)
+    ranked = rankings.get(_ranking_key(as_of, params)) if rankings is not None else None
+    if ranked is None:
+        ranked = _rank(returns, traded_value, as_of, params, ratings, eligible)
+        if rankings is not None:
+            remember_ranking(rankings, ranked)
+    return dataclasses.replace(ranked, selected=pick_per_cluster(ranked.scores, ranked.clusters, params.top_n), params=params)
+
+
+def remember_ranking(rankings: dict, selection: Selection) -> None:
+    """Keep `selection`'s ranking (everything but its pick) in a `select_assets` memo."""
+    rankings.setdefault(_ranking_key(selection.as_of, selection.params), dataclasses.replace(selection, selected=[]))
+
+
+def _ranking_key(as_of: pd.Timestamp, params: SelectionParams) -> tuple:
+    return as_of, dataclasses.replace(params, top_n=1)  # everything the ranking reads of the params
+
+
+def _rank(
+    returns: pd.DataFrame,
+    traded_value: pd.DataFrame,
+    as_of: pd.Timestamp,
+    params: SelectionParams,
+    ratings: pd.DataFrame | None,
+    eligible: pd.DataFrame | None,
+) -> Selection:
+    """`select_assets` up to the pick: a Selection with nothing selected yet."""
     start = as_of - pd.Timedelta(days=params.train_days - 1)
     day, symbols = returns.index, returns.columns.tolist()
     values = returns.to_numpy("float64")  # one date x symbol array; the windows are row slices of it
@@ -128,17 +160,21 @@ def select_assets(
     cols = np.flatnonzero(keep)[by_name]
     history = pd.DataFrame(values[recent][:, cols], index=day[recent], columns=symbol_index([passing[i] for i in by_name]))
     clusters = cluster_symbols(history, as_of, params, scores)
+    return Selection(as_of, start, features, scores, clusters, [], vetoes, params)
+
+
+def pick_per_cluster(scores: pd.Series, clusters: pd.Series, top_n: int) -> list[str]:
+    """The `top_n` best scores of every cluster, best score first (ties by symbol)."""
     score_of = dict(zip(scores.index, scores.to_numpy().tolist()))
     cluster_of = dict(zip(clusters.index, clusters.to_numpy().tolist()))
-    ranked = sorted(passing, key=lambda s: (-score_of[s], s))
     per_cluster: dict[int, int] = {}
     selected = []
-    for sym in ranked:
+    for sym in sorted(cluster_of, key=lambda s: (-score_of[s], s)):
         c = int(cluster_of[sym])
-        if per_cluster.get(c, 0) < params.top_n:
+        if per_cluster.get(c, 0) < top_n:
             per_cluster[c] = per_cluster.get(c, 0) + 1
             selected.append(sym)
-    return Selection(as_of, start, features, scores, clusters, selected, vetoes, params)
+    return selected
 
 
 def symbol_index(symbols: list[str]) -> pd.Index:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -208,6 +208,9 @@ class BacktestInputs:
     traded_value: pd.DataFrame
     ratings: pd.DataFrame | None
     eligible: pd.DataFrame | None  # the point-in-time universe (`universe_mask`)
+    # the selection's rankings on these inputs, by date and selection params (`select_assets`):
+    # every walk-forward over them (a sweep's points) shares them
+    rankings: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 def backtest_inputs(alpha_dir: Path, snapshot_dir: Path) -> BacktestInputs:
@@ -219,7 +222,8 @@ def backtest_inputs(alpha_dir: Path, snapshot_dir: Path) -> BacktestInputs:
 
 def backtest_from_inputs(inputs: BacktestInputs, params: Params) -> BacktestResult:
     """The walk-forward of params.yaml's recipe on these inputs."""
-    return walk_forward(inputs.returns, inputs.traded_value, params.backtest, inputs.ratings, eligible=inputs.eligible)
+    return walk_forward(inputs.returns, inputs.traded_value, params.backtest, inputs.ratings, eligible=inputs.eligible,
+                        rankings=inputs.rankings)
 
 
 def run_backtest(alpha_dir: Path, snapshot_dir: Path, out_dir: Path, params: Params) -> dict:
