@@ -44,3 +44,20 @@ def test_iter_ordered_hands_over_each_result_in_order_as_it_goes():
         assert [r for r, _ in [first, *rest]] == [i * 0.5 for i in items]
     with pytest.raises(ValueError, match="item 3 is bad"):
         list(iter_ordered(_fails, list(range(6)), 2))
+
+
+def _slow(shared, item):
+    import time
+
+    time.sleep(0.5)
+    return item
+
+
+def test_a_caller_that_stops_early_waits_for_no_more_work():
+    import time
+
+    stream = iter_ordered(_slow, list(range(40)), 2)
+    assert next(stream) == 0
+    start = time.perf_counter()
+    stream.close()  # e.g. the caller raised while holding the first result
+    assert time.perf_counter() - start < 5.0  # not the ~10 s the 39 other items take on 2 workers

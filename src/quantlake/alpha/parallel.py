@@ -44,8 +44,11 @@ def iter_ordered(fn: Callable[[Any, Any], Any], items: Sequence[Any], workers: i
         return
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else methods[0])
-    with ProcessPoolExecutor(count, mp_context=context, initializer=_receive, initargs=(shared,)) as pool:
+    pool = ProcessPoolExecutor(count, mp_context=context, initializer=_receive, initargs=(shared,))
+    try:
         yield from pool.map(_call, [fn] * len(items), items)
+    finally:  # a caller that stops early (an error while it holds the results) waits for no more work
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _receive(shared: Any) -> None:
