@@ -197,3 +197,132 @@ def test_the_file_reader_gives_the_same_panels_as_the_in_memory_path(tmp_path):
     pq.write_table(pa.table({"timestamp": [0], "close": [1.0]}), bad)
     with pytest.raises(Exception, match="SIM_BADUSDT_1d.parquet"):
         panels_from_files({"SIM:BADUSDT": bad})
+
+
+# --------------------------------------------------------------------------- the file readers (fragments)
+
+
+def _sim_bars(sym: str, start: dt.date = dt.date(2022, 1, 1), end: dt.date = dt.date(2026, 11, 20)) -> pd.DataFrame:
+    from quantlake.contracts import SymbolId
+    from quantlake.sources.sim import SimExchange
+
+    return SimExchange(7).fetch_bars(SymbolId.parse(sym), start, end)
+
+
+def _write_both_layouts(tmp_path, symbols):
+    """{sym: fragmented table}, {sym: one file} and {sym: bars} of the same bars."""
+    from quantlake.contracts import SymbolId
+    from quantlake.data.staging import bars_layer
+    from quantlake.storage import atomic_write_bars
+
+    fragmented, single, frames = {}, {}, {}
+    for sym in symbols:
+        name = SymbolId.parse(sym).filename
+        frames[sym] = _sim_bars(sym)
+        bars_layer(tmp_path / "frag").write(name, frames[sym])
+        (tmp_path / "file").mkdir(exist_ok=True)
+        atomic_write_bars(tmp_path / "file" / name, frames[sym])
+        fragmented[sym], single[sym] = tmp_path / "frag" / name, tmp_path / "file" / name
+    return fragmented, single, frames
+
+
+def test_a_fragmented_table_gives_the_panels_of_one_file(tmp_path):
+    from quantlake.alpha.returns import panels_from_files, read_bar_columns, returns_from_files
+    from quantlake.layer import fragment_files
+    from quantlake.storage import read_ohlcv as read_bars
+
+    fragmented, single, _ = _write_both_layouts(tmp_path, ("SIM:BTCUSDT", "SIM:ATOMUSDT", "SIM:APEUSDT"))
+    assert all(len(fragment_files(p)) > 1 for p in fragmented.values())  # closed years + quarters
+    bars = {s: read_bars(p) for s, p in single.items()}
+    for files in (fragmented, single):
+        returns, value = panels_from_files(files)
+        pd.testing.assert_frame_equal(returns, returns_matrix(bars), check_exact=True)
+        pd.testing.assert_frame_equal(value, traded_value_matrix(bars), check_exact=True)
+        pd.testing.assert_frame_equal(returns_from_files(files), returns, check_exact=True)
+    for sym in fragmented:
+        a, b = read_bar_columns(fragmented[sym], ("timestamp", "close")), read_bar_columns(single[sym], ("close", "timestamp"))
+        assert a["timestamp"].dtype == np.dtype("int64") and a["close"].dtype == np.dtype("float64")
+        np.testing.assert_array_equal(a["timestamp"], b["timestamp"])
+        np.testing.assert_array_equal(a["close"], b["close"])
+
+
+def test_columns_of_other_types_are_cast_to_the_contract_as_read_bars_does(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from quantlake.alpha.returns import panels_from_files
+
+    frame = bars([0, 1, 3], [2.5, 3.0, 4.0], [10, 20, 30])
+    path = tmp_path / "SIM_AAAUSDT_1d.parquet"
+    pq.write_table(pa.table({"timestamp": frame.timestamp.to_numpy(), "close": frame.close.to_numpy("float32"),
+                             "volume": frame.volume.to_numpy("float32")}), path)
+    returns, value = panels_from_files({"SIM:AAAUSDT": path})
+    pd.testing.assert_frame_equal(returns, returns_matrix({"SIM:AAAUSDT": frame}), check_exact=True)
+    pd.testing.assert_frame_equal(value, traded_value_matrix({"SIM:AAAUSDT": frame}), check_exact=True)
+
+
+def test_a_bad_fragment_is_an_error_naming_the_file(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from quantlake.alpha.returns import panels_from_files, returns_from_files
+    from quantlake.layer import fragment_files
+
+    fragmented, _, _ = _write_both_layouts(tmp_path, ("SIM:BTCUSDT", "SIM:ATOMUSDT"))
+    table = fragmented["SIM:ATOMUSDT"]
+    last = fragment_files(table)[-1]
+    day = pq.read_table(last).column("timestamp")[0].as_py()
+    pq.write_table(pa.table({"timestamp": [day], "close": [1.0]}), last)  # no volume
+    with pytest.raises(ContractError, match=f"bar file {last}: missing column.*volume"):
+        panels_from_files(fragmented)
+    returns_from_files(fragmented)  # reads only timestamp and close: the fragment has them
+    last.write_bytes(b"PAR1 not a parquet file PAR1")
+    for read in (panels_from_files, returns_from_files):
+        with pytest.raises(ContractError, match=f"bar file {last}: unreadable Parquet"):
+            read(fragmented)
+    pq.write_table(pa.table({"timestamp": pa.array([None, day], pa.int64()), "close": [1.0, 1.0], "volume": [1.0, 1.0]}), last)
+    with pytest.raises(ContractError, match=f"bar table {table}: column 'timestamp' has 1 null"):
+        panels_from_files(fragmented)
+
+
+def test_a_table_without_fragments_is_an_error_naming_it(tmp_path):
+    from quantlake.alpha.returns import panels_from_files, read_bar_columns
+
+    empty = tmp_path / "SIM_AAAUSDT_1d.parquet"
+    empty.mkdir()
+    (empty / ".tmp-2026-Q1.parquet").write_bytes(b"")  # a killed writer's temp file is no fragment
+    for path in (empty, tmp_path / "SIM_BBBUSDT_1d.parquet"):  # an empty directory, nothing at all
+        with pytest.raises(ContractError, match=f"bar table {path}: no Parquet file or fragment"):
+            panels_from_files({"SIM:AAAUSDT": path})
+        with pytest.raises(ContractError, match="no Parquet file or fragment"):
+            read_bar_columns(path, ("timestamp",))
+
+
+def test_the_first_symbol_in_order_with_bad_timestamps_is_named():
+    data = {
+        "SIM:BBB": bars([0, 1], [1, 2]).assign(timestamp=lambda f: f.timestamp + 1),
+        "SIM:AAA": bars([0, 2, 1], [1, 2, 3]),
+        "SIM:CCC": bars([0, 1], [1, 2]).drop(columns="close"),
+    }
+    with pytest.raises(ContractError, match="bars of SIM:AAA: timestamps not strictly increasing at row 2"):
+        returns_matrix(data)
+    del data["SIM:AAA"]
+    with pytest.raises(ContractError, match="bars of SIM:BBB: timestamp not at 00:00 UTC at row 0"):
+        returns_matrix(data)
+
+
+def test_the_readers_listing_of_a_table_is_the_layers(tmp_path):
+    """`_table_files` (one scandir) must list what `layer.fragment_files` lists, in the same order."""
+    from quantlake.alpha.returns import _table_files
+    from quantlake.layer import fragment_files
+
+    table = tmp_path / "SIM_AAAUSDT_1d.parquet"
+    table.mkdir()
+    for name in ("2026-Q2.parquet", "2020-2025.parquet", "2026-Q1.parquet", ".2026-Q3.parquet.tmp", ".tmp-x.parquet",
+                 "_intent.parquet", "notes.txt"):
+        (table / name).write_bytes(b"")
+    single = tmp_path / "SIM_BBBUSDT_1d.parquet"
+    single.write_bytes(b"")
+    for path in (table, single, tmp_path / "SIM_CCCUSDT_1d.parquet", str(table)):
+        assert _table_files(path) == [str(f) for f in fragment_files(path)]
+    assert [p.rsplit("/", 1)[-1] for p in _table_files(table)] == ["2020-2025.parquet", "2026-Q1.parquet", "2026-Q2.parquet"]
