@@ -311,10 +311,10 @@ def test_the_first_symbol_in_order_with_bad_timestamps_is_named():
         returns_matrix(data)
 
 
-def test_the_readers_listing_of_a_table_is_the_layers(tmp_path):
-    """`_table_files` (one scandir) must list what `layer.fragment_files` lists, in the same order."""
-    from quantlake.alpha.returns import _table_files
-    from quantlake.layer import fragment_files
+def test_a_tables_fragments_are_listed_in_key_order_without_leftovers(tmp_path):
+    """`layer.fragment_paths` (one scandir, what the readers use): key order, no temporary,
+    hidden or bookkeeping file; the old layout's single file; nothing for a missing table."""
+    from quantlake.layer import fragment_files, fragment_paths
 
     table = tmp_path / "SIM_AAAUSDT_1d.parquet"
     table.mkdir()
@@ -323,6 +323,7 @@ def test_the_readers_listing_of_a_table_is_the_layers(tmp_path):
         (table / name).write_bytes(b"")
     single = tmp_path / "SIM_BBBUSDT_1d.parquet"
     single.write_bytes(b"")
-    for path in (table, single, tmp_path / "SIM_CCCUSDT_1d.parquet", str(table)):
-        assert _table_files(path) == [str(f) for f in fragment_files(path)]
-    assert [p.rsplit("/", 1)[-1] for p in _table_files(table)] == ["2020-2025.parquet", "2026-Q1.parquet", "2026-Q2.parquet"]
+    assert [p.rsplit("/", 1)[-1] for p in fragment_paths(table)] == ["2020-2025.parquet", "2026-Q1.parquet", "2026-Q2.parquet"]
+    assert fragment_paths(single) == [str(single)] and fragment_paths(tmp_path / "SIM_CCCUSDT_1d.parquet") == []
+    for path in (table, single, str(table)):
+        assert [str(f) for f in fragment_files(path)] == fragment_paths(path)

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from quantlake.contracts import DAY_MS, OHLCV_SCHEMA, ContractError, SymbolId
-from quantlake.layer import SUFFIX
+from quantlake.layer import fragment_paths
 
 DATE_INDEX_NAME = "date"
 PANEL_COLUMNS = ("timestamp", "close", "volume")  # what the panels read of a bar file
@@ -111,7 +111,7 @@ def read_bar_columns(path: str | os.PathLike, columns: tuple[str, ...]) -> dict[
     Columns are cast to the contract's types as `storage.read_ohlcv` does; an unreadable
     fragment or a column it lacks is an error naming the file.
     """
-    files = _table_files(path)
+    files = fragment_paths(path)
     if not files:
         raise ContractError(f"bar table {os.fspath(path)}: no Parquet file or fragment")
     parts = [_read_fragment(file, columns) for file in files]
@@ -131,21 +131,6 @@ def read_bar_columns(path: str | os.PathLike, columns: tuple[str, ...]) -> dict[
             raise ContractError(f"bar table {os.fspath(path)}: column 'timestamp' has {column.null_count} null(s)")
         out[name] = column.chunk(0).to_numpy(zero_copy_only=False) if column.num_chunks == 1 else column.to_numpy()
     return out
-
-
-def _table_files(path: str | os.PathLike) -> list[str]:
-    """`quantlake.layer.fragment_files(path)` (same rule, same order; a test holds them equal),
-    from one `os.scandir` without a stat or a Path per file: a third of its cost, which
-    counts when a panel reads thousands of tables."""
-    path = os.fspath(path)
-    try:
-        with os.scandir(path) as entries:
-            names = sorted(e.name for e in entries if e.name.endswith(SUFFIX) and not e.name.startswith((".", "_")))
-    except NotADirectoryError:
-        return [path]  # the old layout: the table is one file
-    except FileNotFoundError:
-        return []
-    return [os.path.join(path, name) for name in names]
 
 
 def _read_fragment(file: str | os.PathLike, columns: tuple[str, ...]) -> pa.Table:
