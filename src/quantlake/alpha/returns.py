@@ -205,13 +205,16 @@ def _panels(
     # (each symbol's bars stay in cache; one pass over a whole-panel array costs more).
     first = min((int(d[0]) for d in days if d.size), default=0)
     last = max((int(d[-1]) for d in days if d.size), default=-1)
-    offsets = [d - first for d in days]
+    # a symbol without a missing day (most of them) is one run of days: slices, not index arrays
+    offsets = [slice(int(d[0]) - first, int(d[-1]) - first + 1) if d.size and d[-1] - d[0] == d.size - 1 else d - first
+               for d in days]
     present = np.zeros(last - first + 1, dtype=bool)
     for o in offsets:
         present[o] = True
     row_of_day = np.cumsum(present) - 1
     union = np.flatnonzero(present) + first
-    rows = [row_of_day[o] for o in offsets]
+    rows = [slice(int(row_of_day[o.start]), int(row_of_day[o.start]) + o.stop - o.start) if isinstance(o, slice)
+            else row_of_day[o] for o in offsets]
     index = pd.DatetimeIndex((union * DAY_MS).astype("datetime64[ms]"), name=DATE_INDEX_NAME).as_unit("ns")
     labels = pd.Index(symbols)
     frames = []
