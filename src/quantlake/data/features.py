@@ -192,19 +192,42 @@ def publish_features(features_dir: Path, tmp: Path, certified: dict) -> dict:
     Every certified symbol's rows must cover exactly its published bars; rows that do not are
     not point in time and none of that symbol's rows are published. A month fragment that
     holds only publishable symbols is linked; the others are written with those rows only.
+
+    The index (symbol, timestamp) is read once per fragment with Arrow and grouped once
+    (dictionary codes, one stable sort): no per-month scan of the whole index, no
+    per-symbol scan (both grew with months x symbols).
     """
     layer = features_layer(features_dir)
-    index = layer.read(LONG_FILE, columns=["symbol", "timestamp"])
     out = tmp / "features" / LONG_FILE
     out.mkdir(parents=True)
-    if index is None:
-        return {"rows": 0, "symbols": 0, "problems": {s: "no feature rows" for s in sorted(certified["symbols"])}}
+    fragments = layer.fragments(LONG_FILE)
+    if fragments:
+        parts = {key: read_columns(path, ["symbol", "timestamp"]) for key, path in fragments.items()}
+    else:  # no table, or the first layout (one file): nothing to link, only the checks
+        whole = layer.read_table(LONG_FILE, columns=["symbol", "timestamp"])
+        if whole is None:
+            return {"rows": 0, "symbols": 0, "problems": {s: "no feature rows" for s in sorted(certified["symbols"])}}
+        parts = {None: whole}
     as_of_ms = date_to_ms(parse_date(certified["as_of"]))  # rows after as_of are not in this version
-    all_keys = period_keys(index["timestamp"].to_numpy(), "month")
-    later = set(all_keys[index["timestamp"].to_numpy() > as_of_ms].tolist())  # months holding rows after as_of
-    index = index[index["timestamp"].to_numpy() <= as_of_ms].reset_index(drop=True)
-    positions = index.groupby("symbol", sort=False).indices  # one pass, not one scan per symbol
-    stamps = index["timestamp"].to_numpy()
+    held, rows_in, later = {}, {}, set()
+    kept_symbols, kept_stamps = [], []
+    for key, part in parts.items():
+        ts = part.column("timestamp").to_numpy()
+        symbols = part.column("symbol").combine_chunks()
+        keep = ts <= as_of_ms
+        if not keep.all():
+            later.add(key)
+            symbols, ts = symbols.filter(pa.array(keep)), ts[keep]
+        held[key] = set(pc.unique(symbols).to_pylist())
+        rows_in[key] = int(ts.size)
+        kept_symbols.append(symbols)
+        kept_stamps.append(ts)
+    stamps = np.concatenate(kept_stamps)
+    encoded = pc.dictionary_encode(pa.concat_arrays(kept_symbols))
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    order = np.argsort(codes, kind="stable")  # each symbol's rows in file order: by month, then by time
+    ends = np.cumsum(np.bincount(codes, minlength=len(encoded.dictionary)))
+    positions = {sym: order[end - n: end] for sym, end, n in zip(encoded.dictionary.to_pylist(), ends.tolist(), np.diff(np.r_[0, ends]).tolist())}
     problems = {}
     for sym, entry in certified["symbols"].items():
         rows = stamps[positions[sym]] if sym in positions else stamps[:0]
@@ -214,13 +237,11 @@ def publish_features(features_dir: Path, tmp: Path, certified: dict) -> dict:
         elif rows.size != bars_ts.size or not (rows == bars_ts).all():
             problems[sym] = f"feature rows ({rows.size}) do not match the bars ({bars_ts.size})"
     allowed = set(certified["symbols"]) - set(problems)
-    keys = period_keys(stamps, "month")
     rows_out = 0
-    for key, path in layer.fragments(LONG_FILE).items():
-        held = set(index["symbol"].to_numpy()[keys == key].tolist())
-        if held <= allowed and key not in later:
+    for key, path in fragments.items():
+        if held[key] <= allowed and key not in later:
             link_or_copy(path, out / path.name)
-            rows_out += int((keys == key).sum())
+            rows_out += rows_in[key]
             continue
         lo, hi = key_bounds(key)
         if lo > as_of_ms:
@@ -232,4 +253,3 @@ def publish_features(features_dir: Path, tmp: Path, certified: dict) -> dict:
             atomic_write_bytes(out / path.name, data)
             rows_out += len(frame)
     return {"rows": int(rows_out), "symbols": len(allowed & set(positions)), "problems": dict(sorted(problems.items()))}
-
