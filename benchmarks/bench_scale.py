@@ -34,8 +34,12 @@ import yaml  # noqa: E402
 from common import best_of, dvc, load1, make_repo, mib, print_machine, print_table, run, run_measured, tree_bytes  # noqa: E402
 
 
-def stage_names(repo: Path) -> list[str]:
-    return list(yaml.safe_load((repo / "dvc.yaml").read_text())["stages"])
+def stage_names(repo: Path, skip: tuple[str, ...] = ()) -> list[str]:
+    names = list(yaml.safe_load((repo / "dvc.yaml").read_text())["stages"])
+    unknown = sorted(set(skip) - set(names))
+    if unknown:
+        raise SystemExit(f"--skip: no stage(s) {unknown} in dvc.yaml (stages: {names})")
+    return [s for s in names if s not in skip]
 
 
 def count_files(path: Path) -> int:
@@ -46,7 +50,8 @@ def measure(n: int, root: Path, args) -> dict:
     print(f"\n=== {n} symbols (load1 {load1():.2f})", flush=True)
     repo, env = make_repo(root / f"n{n}", symbols=n)
     result = {"n": n, "stages": {}}
-    for stage in stage_names(repo):
+    stages = stage_names(repo, args.skip)
+    for stage in stages:
         seconds, rss, text = run_measured([sys.executable, "-m", "dvc", "repro", "-s", stage], repo, env)
         if f"Running stage '{stage}'" not in text:
             raise RuntimeError(f"`dvc repro -s {stage}` did not run the stage:\n{text[-2000:]}")
@@ -58,7 +63,8 @@ def measure(n: int, root: Path, args) -> dict:
     result["cache_mib"] = mib(tree_bytes(repo / ".dvc" / "cache"))
     result["cache_objects"] = count_files(repo / ".dvc" / "cache" / "files")
     result["features_mib"] = mib(tree_bytes(lake / "features"))
-    noop = best_of({"status": lambda: dvc(["status"], repo, env), "repro": lambda: dvc(["repro"], repo, env)}, 3)
+    targets = stages if args.skip else []  # a skipped stage is neither run nor checked
+    noop = best_of({"status": lambda: dvc(["status", *targets], repo, env), "repro": lambda: dvc(["repro", *targets], repo, env)}, 3)
     result["status_s"], result["noop_repro_s"] = noop["status"].best, noop["repro"].best
     if args.push:
         remote = root / f"remote{n}"
@@ -123,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--exp", action="store_true", help="also time one alpha-only `dvc exp run` per size")
     ap.add_argument("--push", action="store_true", help="also time a first `dvc push` to a local remote per size")
     ap.add_argument("--keep", action="store_true", help="keep the repositories (paths printed)")
+    ap.add_argument("--skip", default="", help="comma-separated stages not to run (e.g. sweep: a grid of backtests)")
     args = ap.parse_args(argv)
+    args.skip = tuple(s for s in args.skip.split(",") if s)
     sizes = sorted(int(s) for s in args.symbols.split(","))
 
     root = Path(tempfile.mkdtemp(prefix="ql-bench-scale-"))
