@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import yaml  # noqa: E402
 
-from common import best_of, dvc, load1, make_repo, mib, print_machine, print_table, run, run_measured, tree_bytes  # noqa: E402
+from common import best_of, dvc, load1, make_repo, mib, print_machine, print_table, run, run_measured, run_measured_cpu, tree_bytes  # noqa: E402
 
 
 def stage_names(repo: Path, skip: tuple[str, ...] = ()) -> list[str]:
@@ -52,11 +52,11 @@ def measure(n: int, root: Path, args) -> dict:
     result = {"n": n, "stages": {}}
     stages = stage_names(repo, args.skip)
     for stage in stages:
-        seconds, rss, text = run_measured([sys.executable, "-m", "dvc", "repro", "-s", stage], repo, env)
+        seconds, rss, cpu, text = run_measured_cpu([sys.executable, "-m", "dvc", "repro", "-s", stage], repo, env)
         if f"Running stage '{stage}'" not in text:
             raise RuntimeError(f"`dvc repro -s {stage}` did not run the stage:\n{text[-2000:]}")
-        result["stages"][stage] = (seconds, rss, load1())
-        print(f"  {stage:<11s} {seconds:8.1f} s  peak RSS {rss:7.0f} MiB  load1 {load1():.2f}", flush=True)
+        result["stages"][stage] = (seconds, rss, load1(), cpu)
+        print(f"  {stage:<11s} {seconds:8.1f} s  cpu {cpu:8.1f} s  peak RSS {rss:7.0f} MiB  load1 {load1():.2f}", flush=True)
     lake = repo / "data" / "lakehouse"
     result["lakehouse_files"] = len(list(lake.glob("*_1d.parquet")))
     result["workspace_mib"] = mib(tree_bytes(repo / "data", repo / "artifacts"))
@@ -96,17 +96,24 @@ def report(results: list[dict]) -> None:
     sizes = [r["n"] for r in results]
     stages = list(results[0]["stages"])
     rows = []
+
+    def slope(values: list[float]) -> float:
+        return exponent(values[-2], values[-1], sizes[-2], sizes[-1]) if len(results) > 1 else float("nan")
+
     for stage in stages:
         times = [r["stages"][stage][0] for r in results]
-        slope = exponent(times[-2], times[-1], sizes[-2], sizes[-1]) if len(results) > 1 else float("nan")
-        rows.append([stage, *times, slope, results[-1]["stages"][stage][1]])
+        cpus = [r["stages"][stage][3] for r in results]
+        rows.append([stage, *times, slope(times), *cpus, slope(cpus), results[-1]["stages"][stage][1],
+                     "/".join(f"{r['stages'][stage][2]:.1f}" for r in results)])
     totals = [sum(r["stages"][s][0] for s in stages) for r in results]
-    rows.append(["total", *totals, exponent(totals[-2], totals[-1], sizes[-2], sizes[-1]) if len(results) > 1 else float("nan"),
-                 max(results[-1]["stages"][s][1] for s in stages)])
+    cpu_totals = [sum(r["stages"][s][3] for s in stages) for r in results]
+    rows.append(["total", *totals, slope(totals), *cpu_totals, slope(cpu_totals),
+                 max(results[-1]["stages"][s][1] for s in stages), ""])
     print_table(
-        ["stage", *[f"{n:,} sym (s)" for n in sizes], "growth exponent", f"peak RSS at {sizes[-1]:,} (MiB)"],
+        ["stage", *[f"{n:,} sym (s)" for n in sizes], "growth exponent", *[f"{n:,} sym CPU (s)" for n in sizes],
+         "CPU growth exponent", f"peak RSS at {sizes[-1]:,} (MiB)", "load1 at the end"],
         rows,
-        title="Each stage as `dvc repro -s <stage>` (wall time, DVC's hashing and caching included)",
+        title="Each stage as `dvc repro -s <stage>` (wall and CPU time, DVC's hashing and caching included)",
     )
     repo_rows = []
     for r in results:
