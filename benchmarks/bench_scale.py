@@ -1,7 +1,8 @@
 """Benchmark (issue 7, item 7): the whole pipeline as the universe grows (sim), stage by stage.
 
-Run: ``python benchmarks/bench_scale.py [--symbols 250,1000,5000] [--exp] [--push] [--keep]``
-(about 2 min at 250 symbols, 5-6 min at 1,000 and 30-40 min at 5,000 on 2 shared cores).
+Run: ``python benchmarks/bench_scale.py [--symbols 250,1000,5000] [--skip sweep] [--exp] [--push] [--keep]``
+(with ``--skip sweep``: about 5 min at 1,000 symbols and 31 min at 5,000 on 2 shared cores at
+load 2-6; the sweep stage, a grid of full backtests, took 14 min alone at 1,000).
 
 For each universe size N: a fresh git + DVC repository from this project's files, sized by
 `data.sim.extra_symbols` (scanner limit N), then every stage of dvc.yaml in order, each as
@@ -15,7 +16,28 @@ local directory remote (what an S3 remote would receive: object count and bytes)
 
 The growth exponent of a stage is the slope of log(time) against log(N) between the two
 largest sizes: 1 = linear in the universe, 2 = quadratic. Stages whose time does not grow
-(< 0.3) are dominated by fixed costs (interpreter, imports, DVC).
+(< 0.3) are dominated by fixed costs (interpreter, imports, DVC). On shared cores the wall
+time also grows with the other jobs' load, so each stage's CPU seconds (user + system of DVC
+and the stage command, from `wait4`) and their exponent are reported too.
+
+Measured 2026-12-02 (issue 14, items 8 and 4; `--symbols 1000,5000 --skip sweep`, load 1.8-5.9,
+wall time only: the CPU columns came after this run; details in benchmarks/README.md, item 7):
+
+| stage      | 1,000 sym (s) | 5,000 sym (s) | growth exponent | peak RSS at 5,000 (MiB) | load1 1,000 / 5,000 |
+|------------|---------------|---------------|-----------------|-------------------------|---------------------|
+| discover   | 8.3           | 44.5          | 1.05            | 2,007                   | 2.6 / 5.9           |
+| ingest     | 56.0          | 320.3         | 1.08            | 2,468                   | 2.9 / 4.3           |
+| repair     | 20.1          | 122.0         | 1.12            | 2,274                   | 3.2 / 5.3           |
+| features   | 57.7          | 428.3         | 1.25            | 11,845                  | 2.9 / 5.6           |
+| audit      | 30.1          | 176.8         | 1.10            | 1,480                   | 2.9 / 2.4           |
+| report     | 23.9          | 140.9         | 1.10            | 4,455                   | 3.3 / 2.0           |
+| snapshot   | 15.6          | 63.5          | 0.87            | 250                     | 3.7 / 2.1           |
+| returns    | 9.3           | 36.9          | 0.86            | 799                     | 3.9 / 2.0           |
+| select     | 9.2           | 41.9          | 0.94            | 2,041                   | 4.0 / 2.1           |
+| synthesize | 7.0           | 25.6          | 0.81            | 832                     | 4.1 / 2.0           |
+| optimize   | 8.1           | 26.7          | 0.74            | 883                     | 4.2 / 2.1           |
+| backtest   | 69.2          | 424.0         | 1.13            | 3,931                   | 5.7 / 1.8           |
+| total      | 314.5         | 1,851.3       | 1.10            | 11,845                  |                     |
 """
 
 from __future__ import annotations
@@ -31,11 +53,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import yaml  # noqa: E402
 
-from common import best_of, dvc, load1, make_repo, mib, print_machine, print_table, run, run_measured, tree_bytes  # noqa: E402
+from common import best_of, dvc, load1, make_repo, mib, print_machine, print_table, run, run_measured, run_measured_cpu, tree_bytes  # noqa: E402
 
 
-def stage_names(repo: Path) -> list[str]:
-    return list(yaml.safe_load((repo / "dvc.yaml").read_text())["stages"])
+def stage_names(repo: Path, skip: tuple[str, ...] = ()) -> list[str]:
+    names = list(yaml.safe_load((repo / "dvc.yaml").read_text())["stages"])
+    unknown = sorted(set(skip) - set(names))
+    if unknown:
+        raise SystemExit(f"--skip: no stage(s) {unknown} in dvc.yaml (stages: {names})")
+    return [s for s in names if s not in skip]
 
 
 def count_files(path: Path) -> int:
@@ -46,19 +72,21 @@ def measure(n: int, root: Path, args) -> dict:
     print(f"\n=== {n} symbols (load1 {load1():.2f})", flush=True)
     repo, env = make_repo(root / f"n{n}", symbols=n)
     result = {"n": n, "stages": {}}
-    for stage in stage_names(repo):
-        seconds, rss, text = run_measured([sys.executable, "-m", "dvc", "repro", "-s", stage], repo, env)
+    stages = stage_names(repo, args.skip)
+    for stage in stages:
+        seconds, rss, cpu, text = run_measured_cpu([sys.executable, "-m", "dvc", "repro", "-s", stage], repo, env)
         if f"Running stage '{stage}'" not in text:
             raise RuntimeError(f"`dvc repro -s {stage}` did not run the stage:\n{text[-2000:]}")
-        result["stages"][stage] = (seconds, rss, load1())
-        print(f"  {stage:<11s} {seconds:8.1f} s  peak RSS {rss:7.0f} MiB  load1 {load1():.2f}", flush=True)
+        result["stages"][stage] = (seconds, rss, load1(), cpu)
+        print(f"  {stage:<11s} {seconds:8.1f} s  cpu {cpu:8.1f} s  peak RSS {rss:7.0f} MiB  load1 {load1():.2f}", flush=True)
     lake = repo / "data" / "lakehouse"
     result["lakehouse_files"] = len(list(lake.glob("*_1d.parquet")))
     result["workspace_mib"] = mib(tree_bytes(repo / "data", repo / "artifacts"))
     result["cache_mib"] = mib(tree_bytes(repo / ".dvc" / "cache"))
     result["cache_objects"] = count_files(repo / ".dvc" / "cache" / "files")
     result["features_mib"] = mib(tree_bytes(lake / "features"))
-    noop = best_of({"status": lambda: dvc(["status"], repo, env), "repro": lambda: dvc(["repro"], repo, env)}, 3)
+    targets = stages if args.skip else []  # a skipped stage is neither run nor checked
+    noop = best_of({"status": lambda: dvc(["status", *targets], repo, env), "repro": lambda: dvc(["repro", *targets], repo, env)}, 3)
     result["status_s"], result["noop_repro_s"] = noop["status"].best, noop["repro"].best
     if args.push:
         remote = root / f"remote{n}"
@@ -90,17 +118,24 @@ def report(results: list[dict]) -> None:
     sizes = [r["n"] for r in results]
     stages = list(results[0]["stages"])
     rows = []
+
+    def slope(values: list[float]) -> float:
+        return exponent(values[-2], values[-1], sizes[-2], sizes[-1]) if len(results) > 1 else float("nan")
+
     for stage in stages:
         times = [r["stages"][stage][0] for r in results]
-        slope = exponent(times[-2], times[-1], sizes[-2], sizes[-1]) if len(results) > 1 else float("nan")
-        rows.append([stage, *times, slope, results[-1]["stages"][stage][1]])
+        cpus = [r["stages"][stage][3] for r in results]
+        rows.append([stage, *times, slope(times), *cpus, slope(cpus), results[-1]["stages"][stage][1],
+                     "/".join(f"{r['stages'][stage][2]:.1f}" for r in results)])
     totals = [sum(r["stages"][s][0] for s in stages) for r in results]
-    rows.append(["total", *totals, exponent(totals[-2], totals[-1], sizes[-2], sizes[-1]) if len(results) > 1 else float("nan"),
-                 max(results[-1]["stages"][s][1] for s in stages)])
+    cpu_totals = [sum(r["stages"][s][3] for s in stages) for r in results]
+    rows.append(["total", *totals, slope(totals), *cpu_totals, slope(cpu_totals),
+                 max(results[-1]["stages"][s][1] for s in stages), ""])
     print_table(
-        ["stage", *[f"{n:,} sym (s)" for n in sizes], "growth exponent", f"peak RSS at {sizes[-1]:,} (MiB)"],
+        ["stage", *[f"{n:,} sym (s)" for n in sizes], "growth exponent", *[f"{n:,} sym CPU (s)" for n in sizes],
+         "CPU growth exponent", f"peak RSS at {sizes[-1]:,} (MiB)", "load1 at the end"],
         rows,
-        title="Each stage as `dvc repro -s <stage>` (wall time, DVC's hashing and caching included)",
+        title="Each stage as `dvc repro -s <stage>` (wall and CPU time, DVC's hashing and caching included)",
     )
     repo_rows = []
     for r in results:
@@ -123,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--exp", action="store_true", help="also time one alpha-only `dvc exp run` per size")
     ap.add_argument("--push", action="store_true", help="also time a first `dvc push` to a local remote per size")
     ap.add_argument("--keep", action="store_true", help="keep the repositories (paths printed)")
+    ap.add_argument("--skip", default="", help="comma-separated stages not to run (e.g. sweep: a grid of backtests)")
     args = ap.parse_args(argv)
+    args.skip = tuple(s for s in args.skip.split(",") if s)
     sizes = sorted(int(s) for s in args.symbols.split(","))
 
     root = Path(tempfile.mkdtemp(prefix="ql-bench-scale-"))

@@ -298,6 +298,14 @@ def run_measured(cmd: Sequence[object], cwd: Path, env: dict[str, str], check: b
     `os.wait4` reports the child's own peak RSS or its largest reaped descendant's, whichever
     is higher: for `dvc repro`, the stage command's memory is included.
     """
+    elapsed, rss, _, text = run_measured_cpu(cmd, cwd, env, check)
+    return elapsed, rss, text
+
+
+def run_measured_cpu(cmd: Sequence[object], cwd: Path, env: dict[str, str], check: bool = True) -> tuple[float, float, float, str]:
+    """`run_measured` plus the CPU seconds (user + system) of `cmd` and every descendant it
+    waited for: on shared cores the wall time grows with the other jobs' load, the CPU time
+    much less, so growth exponents are given on both."""
     with tempfile.TemporaryFile("w+") as out:
         start = time.perf_counter()
         proc = subprocess.Popen([str(c) for c in cmd], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
@@ -308,4 +316,4 @@ def run_measured(cmd: Sequence[object], cwd: Path, env: dict[str, str], check: b
         text = out.read()
     if check and proc.returncode != 0:
         raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{text[-4000:]}")
-    return elapsed, usage.ru_maxrss / 1024, text
+    return elapsed, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, text

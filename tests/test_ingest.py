@@ -198,3 +198,13 @@ def test_a_symbol_with_no_bar_in_the_window_is_recorded_once_without_a_file(tmp_
     ingest_symbols(luna, src, store_at(tmp_path), cfg(start="2022-01-01"), now=NOW + dt.timedelta(hours=1), log=quiet)
     assert src.calls[-1] == ("SIM:LUNAUSDT", dt.date(2022, 1, 1), dt.date(2026, 11, 20))  # start moved earlier
     assert store_at(tmp_path).load_state()["symbols"]["SIM:LUNAUSDT"]["end_date"] == "2022-05-12"
+
+
+def test_the_bookkeeping_write_period_grows_with_its_cost():
+    # issue 14 item 8: a fixed one-second period made ingestion quadratic at 5,000 symbols
+    # (writes ~ run time ~ N, each write ~ N); the period keeps the writes to a fixed share.
+    from quantlake.data.ingest import STATE_FLUSH_S, STATE_FLUSH_SHARE, next_flush_after
+
+    assert next_flush_after(0.001) == STATE_FLUSH_S
+    assert next_flush_after(0.4) == pytest.approx(0.4 / STATE_FLUSH_SHARE)
+    assert 0.4 / next_flush_after(0.4) <= STATE_FLUSH_SHARE + 1e-12

@@ -141,3 +141,28 @@ def test_the_feature_table_holds_one_fragment_per_month_with_every_symbol(tmp_pa
     jan = pd.read_parquet(tmp_path / "tv_technicals_1d.parquet" / "2025-01.parquet")
     assert jan["symbol"].tolist() == ["SIM:BTCUSDT"] * 12 + ["SIM:ETHUSDT"] * 12  # sorted by (symbol, timestamp)
     assert len(pd.read_parquet(tmp_path / "tv_technicals_1d.parquet")) == 40
+
+
+def test_the_features_stage_encodes_a_month_from_arrow_slices_exactly_as_layer_encode(tmp_path):
+    # issue 14 item 8: the features stage splits each symbol's rows into month slices once and
+    # encodes a month from Arrow tables; the bytes must be those of `Layer.encode` on pandas
+    # (NaN stored as null, rows sorted by (symbol, timestamp), whatever order the parts come in).
+    from quantlake.data.features import _encode_month, _months_of
+
+    layer = features_layer(tmp_path)
+    frames = []
+    for i, sym in enumerate(("SIM:ETHUSDT", "SIM:BTCUSDT", "SIM:ADAUSDT")):
+        b = bars("2025-01-10", 45 + 7 * i, seed=i)
+        values = {c: np.where(np.arange(len(b)) % (3 + j % 4) == 0, np.nan, b["close"].to_numpy() * j) for j, c in enumerate(LONG_SCHEMA.names[2:])}
+        frames.append(pd.DataFrame({"timestamp": b["timestamp"], "symbol": sym, **values}))
+    expected = layer.encode(pd.concat(frames, ignore_index=True))
+    by_month: dict[str, list[pa.Table]] = {}
+    for frame in frames:
+        for key, part in _months_of(frame).items():
+            assert part.num_rows == int((period_keys(frame["timestamp"].to_numpy(), "month") == key).sum())
+            by_month.setdefault(key, []).append(part)
+    assert sorted(by_month) == sorted(expected) == ["2025-01", "2025-02", "2025-03"]
+    for key, parts in by_month.items():
+        assert _encode_month(layer, parts) == {key: expected[key]}
+        assert _encode_month(layer, parts[::-1]) == {key: expected[key]}
+    assert _months_of(frames[0].iloc[:0]) == {}

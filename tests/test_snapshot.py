@@ -251,6 +251,17 @@ def test_columns_symbols_and_days(snap):
     assert days.min() == pd.Timestamp("2024-02-01") and days.max() == pd.Timestamp("2024-02-29")
 
 
+def test_symbols_as_a_categorical_hold_the_same_rows(snap):
+    # issue 14 item 4: the backtest reads the symbol column dictionary-encoded (a Categorical):
+    # the selection takes it as an array at every rebalance; the values must not change.
+    kw = dict(columns=["timestamp", "symbol", "recommend_all"], symbols={"SIM:CUSDT", "SIM:AUSDT"}, start="2024-02-01")
+    plain, cat = snap.features(**kw), snap.features(**kw, symbol_category=True)
+    assert isinstance(cat["symbol"].dtype, pd.CategoricalDtype) and len(cat) == len(plain) > 0
+    assert cat["symbol"].to_numpy().tolist() == plain["symbol"].to_numpy().tolist()
+    pd.testing.assert_frame_equal(cat.drop(columns="symbol"), plain.drop(columns="symbol"))
+    assert not isinstance(snap.features(columns=["timestamp"], symbol_category=True)["timestamp"].dtype, pd.CategoricalDtype)
+
+
 def test_a_rating_late_on_the_end_day_is_kept_and_the_next_day_is_not(tmp_path):
     path = tmp_path / "features" / FEATURES_FILE
     path.parent.mkdir(parents=True)

@@ -197,6 +197,10 @@ class Layer:
         if end is not None:
             rows.append(("timestamp", "<=", int(end)))
         try:
+            if not rows:  # whole fragments: skip the dataset layer (it costs more than the read)
+                table = _read_files(files, schema)
+                if table is not None:
+                    return table
             table = pq.read_table([str(f) for f in files], columns=list(schema.names), filters=rows or None, schema=self.schema)
         except (OSError, pa.ArrowException) as exc:
             raise LayerError(f"{path}: unreadable Parquet ({type(exc).__name__}: {exc})") from exc
@@ -329,6 +333,22 @@ class Layer:
     def migrate(self) -> list[str]:
         """Convert every old-layout table of the layer; returns the names converted."""
         return [name for name in self.names() if self.migrate_table(name)]
+
+
+def _read_files(files: Sequence[Path], schema: pa.Schema) -> pa.Table | None:
+    """`schema`'s columns of `files`, concatenated, read with `ParquetFile.read` (no dataset
+    layer: ~2x faster on the small fragments of a bar table); None when a file's types differ
+    from `schema` (the caller then reads through the dataset layer, which casts)."""
+    parts = []
+    for f in files:
+        with pq.ParquetFile(f) as parquet:
+            if not set(schema.names) <= set(parquet.schema_arrow.names):
+                return None
+            part = parquet.read(columns=list(schema.names), use_threads=False)
+        if part.schema.remove_metadata() != schema.remove_metadata():
+            return None
+        parts.append(part)
+    return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
 
 
 def _overlaps(bounds: tuple[int, int], lo: int, hi: int) -> bool:

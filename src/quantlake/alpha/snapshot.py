@@ -106,6 +106,8 @@ class Snapshot:
         symbols: Iterable[str] | None = None,
         start: Any = None,
         end: Any = None,
+        *,
+        symbol_category: bool = False,
     ) -> pd.DataFrame | None:
         """The feature table (verified; None when the snapshot has none), reading only what is asked.
 
@@ -113,7 +115,10 @@ class Snapshot:
         `start` / `end`: keep rows whose `timestamp` falls on a day in [start, end] (inclusive
         calendar days, UTC). The part is verified against the manifest first; projection and
         filters then go to `pq.read_table`, so a single file or a directory dataset of fragments
-        is read only where it holds asked rows and columns.
+        is read only where it holds asked rows and columns. `symbol_category`: the `symbol`
+        column as a pandas Categorical (read dictionary-encoded: 2 bytes a row instead of a
+        string each, and `to_numpy()` shares the few category strings instead of making one
+        Python string per row).
         """
         if "features" not in self.manifest:
             return None
@@ -132,7 +137,8 @@ class Snapshot:
             filters.append(("timestamp", ">=", _epoch_ms(start, "features(start=)")))
         if end is not None:
             filters.append(("timestamp", "<", _epoch_ms(end, "features(end=)") + _DAY_MS))
-        return pq.read_table(path, columns=columns, filters=filters or None).to_pandas()
+        dictionary = ["symbol"] if symbol_category and (columns is None or "symbol" in columns) else None
+        return pq.read_table(path, columns=columns, filters=filters or None, read_dictionary=dictionary).to_pandas()
 
     def universe(self) -> pd.DataFrame | None:
         """The point-in-time universe's intervals (verified), or None when the snapshot has none."""

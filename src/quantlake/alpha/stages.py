@@ -135,7 +135,7 @@ def run_select(alpha_dir: Path, snapshot_dir: Path, params: Params) -> dict:
     snap, as_of, returns, traded_value = _inputs(alpha_dir, snapshot_dir)
     recipe = params.backtest
     start = as_of - pd.Timedelta(days=recipe.selection.train_days - 1)  # the ratings it reads
-    ratings = snap.features(columns=RATING_SOURCE_COLUMNS, start=start, end=as_of)
+    ratings = snap.features(columns=RATING_SOURCE_COLUMNS, start=start, end=as_of, symbol_category=True)
     selection = select_assets(returns, traded_value, as_of, recipe.selection, ratings, universe_mask(snap, returns))
     doc = {**stamp(snap.snapshot_id, params, sections=("selection",)), **selection.to_dict()}
     atomic_write_json(alpha_dir / SELECTION, doc)
@@ -216,7 +216,9 @@ class BacktestInputs:
 def backtest_inputs(alpha_dir: Path, snapshot_dir: Path) -> BacktestInputs:
     snap = load_snapshot(snapshot_dir, verify=())  # each part is verified when it is read
     returns, traded_value = read_checked(alpha_dir / RETURNS, snap), read_checked(alpha_dir / TRADED_VALUE, snap)
-    ratings = snap.features(columns=RATING_SOURCE_COLUMNS)  # only what the selection reads
+    # only what the selection reads; symbols as a Categorical: the selection takes the symbol
+    # column as an array at every rebalance, which made one Python string per row each time
+    ratings = snap.features(columns=RATING_SOURCE_COLUMNS, symbol_category=True)
     return BacktestInputs(snap, returns, traded_value, ratings, universe_mask(snap, returns))
 
 

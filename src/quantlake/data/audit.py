@@ -52,7 +52,7 @@ from ..contracts import SCHEMA_VERSION, STATUSES, SymbolId, date_to_ms, ms_to_da
 from ..layer import table_digest
 from ..lakehouse import AUDIT, CATALOG, CERTIFIED, Layers, merged_bars, read_repairs, recover_swap, remove_stale_temp_dirs, swap_dir_into_place
 from ..params import AuditParams, DataParams, coerce_section
-from ..storage import atomic_write_bytes, atomic_write_json, dir_mode, file_lock, link_or_copy, make_read_only, read_ohlcv, sha256_bytes, sha256_file
+from ..storage import atomic_write_bytes, atomic_write_json, dir_mode, file_lock, link_or_copy, make_read_only, sha256_bytes, sha256_file
 from .repair import load_repair_log
 from .staging import StagingStore, bars_layer, bars_summary
 from .universe import UniverseSpec, publish_universe
@@ -190,6 +190,7 @@ def _ingest_drift_days(layers: Layers, sid: SymbolId) -> set[str]:
 def build_documents(inspected: dict[str, _Inspected], cfg: AuditConfig, candidates: list[str] | None, repair_log: dict) -> tuple[dict, dict, dict]:
     """catalog, certified and audit documents (pure)."""
     symbols = {}
+    wanted = set(candidates or [])  # a set: `in` on the list was one scan per symbol
     for sym, item in sorted(inspected.items()):
         entry = item.entry
         status, reasons = classify(entry, item.violations, cfg)
@@ -211,7 +212,7 @@ def build_documents(inspected: dict[str, _Inspected], cfg: AuditConfig, candidat
             "data_quality_score": score,
             "status": status,
             "reasons": reasons,
-            "candidate": None if candidates is None else sym in candidates,
+            "candidate": None if candidates is None else sym in wanted,
         }
     catalog = {"schema_version": SCHEMA_VERSION, "as_of": cfg.as_of.isoformat(), "symbols": symbols}
     certified = {
@@ -306,12 +307,13 @@ def _audit(layers: Layers, cfg: AuditConfig, candidates: list[str] | None, publi
                     result.linked += how == "link"
                     result.copied += how == "copy"
         # The last line of defence: every certified table, as published, must meet the contract.
+        published = bars_layer(tmp)
         for sym, entry in certified["symbols"].items():
             path = tmp / entry["file"]
             on_disk = {p.name[: -len(".parquet")]: sha256_file(p) for p in sorted(path.glob("*.parquet"))}
             if on_disk != entry["fragments"]:
                 raise AuditFailure(f"{sym}: {path.name} changed while it was published (sha256 mismatch)")
-            found = validate_ohlcv(read_ohlcv(path), file=str(path), as_of=cfg.as_of, limit=5)
+            found = validate_ohlcv(published.read(entry["file"]), file=str(path), as_of=cfg.as_of, limit=5)
             if found:
                 raise AuditFailure(f"{sym}: certified file breaks the contract: {found[0]}")
         if publish_features and layers.features.exists():

@@ -48,8 +48,8 @@ from ..contracts import DAY_MS, SCHEMA_VERSION, ContractError, SymbolId, coerce_
 from ..lakehouse import Layers, drift_rows, merged_bars
 from ..params import DataParams, RepairParams, coerce_section
 from ..sources.base import Source, SourceError
-from ..layer import table_digest
-from ..storage import atomic_write_bytes, dumps_json, file_lock, read_json, read_ohlcv, sha256_bytes, sha256_file
+from ..layer import LayerError, table_digest
+from ..storage import atomic_write_bytes, dumps_json, file_lock, read_json, sha256_bytes, sha256_file
 from .outages import detect_exchange_outages, outage_day_set
 from .quality import QualityRules, empty_quarantine, sanitize, sort_quarantine
 from .staging import StagingStore, bars_layer, quarantine_frame, quarantine_layer
@@ -463,7 +463,9 @@ def _load_series(layer: RepairLayer, files: dict[str, Path], summary: RepairSumm
     wins) and reported as drift when the values differ."""
     series, drift = {}, {}
     for sym, path in files.items():
-        staging = read_ohlcv(path)
+        staging = bars_layer(path.parent).read(path.name)  # whole fragments, no dataset layer
+        if staging is None:
+            raise LayerError(f"{path}: no such table (no Parquet file or fragment)")
         repairs = layer.read_bars(SymbolId.parse(sym))
         d = drift_rows(staging, repairs)
         if len(d):

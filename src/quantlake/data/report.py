@@ -34,10 +34,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from ..contracts import DAY_MS, SymbolId, date_to_ms, parse_date
-from ..lakehouse import AUDIT, CATALOG
+from ..lakehouse import AUDIT, CATALOG, bars_layer
 from ..storage import atomic_write_bytes, read_json
-from ..storage import read_ohlcv as read_bar_file
-from .repair import GAP_STATUSES, QUARANTINE_SUBDIR, load_repair_log, merged_bars
+from .repair import GAP_STATUSES, QUARANTINE_SUBDIR, load_repair_log
 
 DPI = 100
 STATUS_COLOURS = {"ok": "#1a9850", "degraded": "#fdae61", "stale": "#74add1", "toxic": "#d73027"}
@@ -315,15 +314,18 @@ def write_audit_report(lakehouse_dir: Path, bars_dir: Path, quarantine_dir: Path
     audit = read_json(lakehouse_dir / AUDIT)
     as_of = parse_date(catalog.get("as_of"), field=f"{lakehouse_dir / CATALOG}: as_of")
     timestamps = {}
+    staged_layer, repairs_layer = bars_layer(bars_dir), bars_layer(repairs_dir)
     for sym in sorted(catalog.get("symbols") or {}):
         sid = SymbolId.parse(sym, where=str(lakehouse_dir / CATALOG))
-        staged = bars_dir / sid.filename
-        if not staged.exists():
+        if not (bars_dir / sid.filename).exists():
             timestamps[sym] = np.empty(0, dtype="int64")
             continue
-        repaired = repairs_dir / sid.filename
-        bars = merged_bars(read_bar_file(staged), read_bar_file(repaired) if repaired.exists() else None)
-        timestamps[sym] = bars["timestamp"].to_numpy()
+        # The coverage needs only the days the merged bars hold (staged, plus repaired days):
+        # their timestamps, not six columns made into a sorted frame per symbol.
+        parts = [staged_layer.read_table(sid.filename, columns=["timestamp"])]
+        if (repairs_dir / sid.filename).exists():
+            parts.append(repairs_layer.read_table(sid.filename, columns=["timestamp"]))
+        timestamps[sym] = np.concatenate([t.column("timestamp").to_numpy() for t in parts if t is not None])
     symbols = catalog.get("symbols") or {}
     figures = {
         "coverage": coverage_heatmap_png(coverage_by_month(timestamps, as_of)),

@@ -49,6 +49,7 @@ import pyarrow.parquet as pq
 
 from ..contracts import ContractError, QuantlakeError
 from ..storage import atomic_write_bytes, table_to_parquet_bytes
+from ..layer import read_columns
 from .discovery import ScannerConfig
 
 UNIVERSE_FILE = "universe.parquet"
@@ -306,8 +307,8 @@ def publish_universe(lakehouse: Path, certified: dict, spec: UniverseSpec | None
     bars = {}
     for sym, entry in sorted(certified["symbols"].items()):
         try:
-            bars[sym] = pq.read_table(Path(lakehouse) / entry["file"], columns=["timestamp", "close", "volume"]).to_pandas()
-        except (OSError, pa.ArrowException) as exc:
+            bars[sym] = read_columns(Path(lakehouse) / entry["file"], ["timestamp", "close", "volume"]).to_pandas()
+        except (OSError, pa.ArrowException, QuantlakeError) as exc:
             raise ContractError(f"{sym}: cannot read {entry['file']} for the universe: {exc}") from exc
     universe = compute_universe(traded_value_panel(bars, as_of), spec)
     atomic_write_bytes(Path(lakehouse) / UNIVERSE_FILE, universe_to_parquet_bytes(universe, spec, as_of))

@@ -298,6 +298,11 @@ class SimExchange:
         out["names"] = np.array(names)
         return out
 
+    @cached_property
+    def _columns(self) -> dict[str, int]:
+        """Symbol -> its column in `_panel`."""
+        return {str(name): j for j, name in enumerate(self._panel["names"])}
+
     def _bars(self, sym: str) -> pd.DataFrame:
         """All bars the exchange would ever serve for `sym`, with the defects injected."""
         with self._lock:
@@ -307,7 +312,7 @@ class SimExchange:
 
     def _make_bars(self, sym: str) -> pd.DataFrame:
         panel = self._panel
-        j = list(panel["names"]).index(sym)
+        j = self._columns[sym]  # a dict: `list(names).index(sym)` was one scan per symbol
         cal = _calendar()
         df = pd.DataFrame(
             {
