@@ -522,6 +522,12 @@ def test_latest_ratings_equal_the_pandas_implementation():
     for start, as_of in ((DATES[0], DATES[-1]), (DATES[100], DATES[140]), (DATES[10], DATES[10]), (DATES[-1] + pd.Timedelta(days=1), DATES[-1] + pd.Timedelta(days=5))):
         got = selection.latest_ratings(ratings, start, as_of)
         pd.testing.assert_frame_equal(got, reference_latest_ratings(ratings, start, as_of), check_index_type=False)
+        # dictionary-encoded symbols (categories in another order, a missing symbol): the same rows
+        coded = ratings.assign(symbol=pd.Categorical(ratings["symbol"].where(ratings.index % 97 != 0),
+                                                     categories=sorted(set(ratings["symbol"]), reverse=True)))
+        pd.testing.assert_frame_equal(selection.latest_ratings(coded, start, as_of),
+                                      reference_latest_ratings(coded.dropna(subset=["symbol"]).astype({"symbol": str}), start, as_of),
+                                      check_index_type=False)
     assert len(selection.latest_ratings(ratings, DATES[10], DATES[10])) > 0
 
 

@@ -232,12 +232,30 @@ def latest_ratings(ratings: pd.DataFrame | None, start: pd.Timestamp, as_of: pd.
         raise ContractError(f"technical ratings table: missing column(s) {missing}")
     ts = ratings["timestamp"].to_numpy("int64")  # epoch ms; the days are compared as ms too
     inside = np.flatnonzero((ts >= start.value // 1_000_000) & (ts <= as_of.value // 1_000_000))
-    codes, names = pd.factorize(ratings["symbol"].to_numpy()[inside], sort=True)
+    codes, names = _symbol_codes(ratings["symbol"], inside)  # codes in name order, -1 for a missing symbol
     inside, codes = inside[codes >= 0], codes[codes >= 0]
     order = np.lexsort((ts[inside], codes))  # by symbol, then day; stable: a repeated day keeps table order
     last = order[np.r_[codes[order][1:] != codes[order][:-1], True]] if order.size else order
-    values = ratings[list(RATING_COLUMNS.values())].to_numpy("float64")[inside[last]]
-    return pd.DataFrame(values, index=pd.Index([str(names[c]) for c in codes[last]]), columns=columns)
+    rows = inside[last]  # only these rows of the (whole-history) table are read
+    values = np.column_stack([ratings[c].to_numpy("float64")[rows] for c in RATING_COLUMNS.values()]) if rows.size else np.empty((0, len(columns)))
+    return pd.DataFrame(values, index=symbol_index([str(names[c]) for c in codes[last]]), columns=columns)
+
+
+def _symbol_codes(symbol: pd.Series, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(code per row of `rows`, names): codes number the names in sorted order, -1 for a missing one.
+
+    A dictionary-encoded column (`Snapshot.features(symbol_category=True)`) is read through its
+    integer codes: the backtest's table holds every rating day of every symbol, and turning
+    it into one Python string per row at each rebalance cost more than the selection itself.
+    """
+    if isinstance(symbol.dtype, pd.CategoricalDtype):
+        names = np.asarray(symbol.cat.categories, dtype=object)
+        by_name = np.argsort(names.astype(str), kind="stable")
+        rank = np.empty(names.size, dtype="int64")
+        rank[by_name] = np.arange(names.size)
+        raw = symbol.cat.codes.to_numpy()[rows]
+        return np.where(raw >= 0, rank[np.maximum(raw, 0)], -1), names[by_name]
+    return pd.factorize(symbol.take(rows).to_numpy(), sort=True)
 
 
 # --------------------------------------------------------------------------- vetoes
