@@ -224,3 +224,25 @@ def test_the_universe_is_read_point_in_time():
     pd.testing.assert_frame_equal(other.equity.loc[:cut], base.equity.loc[:cut])
     pd.testing.assert_frame_equal(other.weights[other.weights["date"] <= cut], base.weights[base.weights["date"] <= cut])
     assert not other.weights.equals(base.weights)  # the future universe does matter after the cut
+
+
+def test_holding_does_not_depend_on_the_memory_layout_of_its_inputs():
+    """The same numbers in C or Fortran order give the same bits (a strided row would take
+    another BLAS dot kernel)."""
+    from quantlake.alpha.holding import Book
+
+    rng = np.random.default_rng(21)
+    atom_returns = rng.normal(0.0, 0.03, size=(30, 17))
+    positions = np.ones((30, 17))
+    symbols = np.arange(17)
+    weights = rng.dirichlet(np.ones(17))
+    outs = []
+    for order in ("C", "F"):
+        book = Book(np.zeros(17))
+        outs.append(book.hold(np.asarray(atom_returns, order=order), np.asarray(positions, order=order), symbols,
+                              np.asarray(atom_returns, order=order), weights, 0.0015, np.ones(17, dtype=bool)))
+        outs.append(book.exposure)
+    (c_days, c_exposure), (f_days, f_exposure) = outs[:2], outs[2:]
+    for c_side, f_side in zip(c_days, f_days):  # net, trades, costs per day
+        np.testing.assert_array_equal(c_side, f_side)
+    np.testing.assert_array_equal(c_exposure, f_exposure)

@@ -54,7 +54,9 @@ class Book:
         closed out at their last price: no trade, `haircut` x |exposure| taken on the first day.
         """
         days = atom_returns.shape[0]
-        a = np.nan_to_num(atom_returns, nan=0.0)
+        # C order whatever the caller's layout: a row's dot product then sums in one order (a
+        # strided row takes another BLAS kernel, which can differ in the last bit)
+        a = np.ascontiguousarray(np.nan_to_num(atom_returns, nan=0.0))
         r = np.nan_to_num(symbol_returns, nan=0.0)
         w = weights.astype("float64").copy()
         net, trades, costs = np.zeros(days), np.zeros(days), np.zeros(days)
