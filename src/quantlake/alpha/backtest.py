@@ -46,7 +46,7 @@ from quantlake.alpha.metrics import PERIODS_PER_YEAR, performance_metrics, retur
 from quantlake.alpha.parallel import iter_ordered
 from quantlake.alpha.returns import DATE_INDEX_NAME, bars_at, to_day
 from quantlake.alpha.sections import BacktestParams, OptimizationParams  # noqa: F401 (re-exported)
-from quantlake.alpha.selection import Selection, eligible_on, remember_ranking, select_assets
+from quantlake.alpha.selection import Selection, eligible_on, remember_ranking, select_assets, symbol_index
 from quantlake.alpha.synthesis import AtomBank, AtomSet, SynthesisParams, synthesize
 from quantlake.contracts import ContractError, QuantlakeError
 
@@ -257,9 +257,7 @@ def walk_forward(
     import quantlake.alpha.optimize  # noqa: F401  (scipy + scikit-learn: imported once, before the pool forks)
     panel = data_known_at(returns, returns.index[-1])
     values = data_known_at(_aligned(traded_value, returns), returns.index[-1])
-    # symbols as a plain object Index: every rebalance lists them, and pandas' Arrow-backed
-    # strings cost a Python object per symbol each time they are iterated
-    panel.columns = values.columns = pd.Index(panel.columns.tolist(), dtype=object)
+    panel.columns = values.columns = symbol_index(panel.columns.tolist())  # listed at every rebalance
     benchmark = resolve_benchmark(list(panel.columns), params.benchmark)
     schedule = rebalance_schedule(panel.index[0], panel.index[-1], params)
     column = {s: i for i, s in enumerate(panel.columns)}

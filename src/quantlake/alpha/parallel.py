@@ -44,11 +44,9 @@ def iter_ordered(fn: Callable[[Any, Any], Any], items: Sequence[Any], workers: i
         return
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else methods[0])
-    pool = ProcessPoolExecutor(count, mp_context=context, initializer=_receive, initargs=(shared,))
-    try:
+    with ProcessPoolExecutor(count, mp_context=context, initializer=_receive, initargs=(shared,)) as pool:
+        # closing this generator early closes map's, which cancels the items not started yet
         yield from pool.map(_call, [fn] * len(items), items)
-    finally:  # a caller that stops early (an error while it holds the results) waits for no more work
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _receive(shared: Any) -> None:
