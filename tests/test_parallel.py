@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from quantlake.alpha.parallel import iter_ordered, map_ordered, resolve_workers
+from quantlake.parallel import iter_ordered, map_ordered, resolve_workers
 
 
 def _scaled(shared, item):

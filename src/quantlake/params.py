@@ -59,6 +59,7 @@ class DataParams(Section):
     start: dt.date = dt.date(2020, 1, 1)
     freshness_hours: float = 12.0
     workers: int = 4
+    processes: int = 0  # processes for the per-symbol work of features and audit (0 = one per core)
     max_gap_days: int = 5
     toxic_threshold: float = QualityRules.toxic_threshold
     wick_low_factor: float = QualityRules.wick_low_factor
@@ -76,6 +77,7 @@ class DataParams(Section):
         check(self.as_of is None or self.start <= self.as_of, f"{s}.start {self.start} is after {s}.as_of {self.as_of}")
         check(self.freshness_hours >= 0, f"{s}.freshness_hours must be >= 0, got {self.freshness_hours}")
         check(self.workers >= 1, f"{s}.workers must be >= 1, got {self.workers}")
+        check(self.processes >= 0, f"{s}.processes must be >= 0 (0 = one per core), got {self.processes}")
         check(self.max_gap_days >= 0, f"{s}.max_gap_days must be >= 0, got {self.max_gap_days}")
         self.rules  # noqa: B018 - QualityRules checks its own ranges
 

@@ -43,7 +43,7 @@ import pandas as pd
 
 from quantlake.alpha.holding import Book, equity_curve, hold_atoms
 from quantlake.alpha.metrics import PERIODS_PER_YEAR, performance_metrics, returns_from_equity
-from quantlake.alpha.parallel import iter_ordered
+from quantlake.parallel import iter_ordered
 from quantlake.alpha.returns import DATE_INDEX_NAME, bars_at, to_day
 from quantlake.alpha.sections import BacktestParams, OptimizationParams  # noqa: F401 (re-exported)
 from quantlake.alpha.selection import Selection, eligible_on, remember_ranking, select_assets, symbol_index
