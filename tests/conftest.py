@@ -94,7 +94,7 @@ def sim_lakehouse(tmp_path_factory):
     from quantlake.data.ingest import IngestConfig, ingest_symbols
     from quantlake.data.repair import run_repair
     from quantlake.data.staging import StagingStore
-    from quantlake.lakehouse import Layers, read_bars
+    from quantlake.lakehouse import Layers
     from quantlake.sources.sim import SimExchange
 
     layers = Layers(tmp_path_factory.mktemp("lake") / "data")
@@ -103,7 +103,7 @@ def sim_lakehouse(tmp_path_factory):
     sim = SimExchange(7)
     ingest_symbols(syms, sim, store, IngestConfig(as_of=AS_OF, start=dt.date(2022, 1, 1)), now=NOW, log=lambda m: None)
     run_repair(layers, sim, {"as_of": AS_OF.isoformat(), "start": "2022-01-01"}, {}, log=lambda m: None)
-    run_features(syms, lambda sid: read_bars(layers, sid), layers.features)
+    run_features(syms, layers)
     from quantlake.data.discovery import discover, scanner_files, scanner_from_file
     from quantlake.data.universe import UniverseSpec
 

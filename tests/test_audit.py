@@ -159,9 +159,35 @@ def test_a_failed_publication_keeps_the_previous_lakehouse(staged, tmp_path, mon
 
     monkeypatch.setattr(audit_mod, "validate_ohlcv", flaky)
     with pytest.raises(AuditFailure, match="certified file breaks the contract"):
-        run_audit(Layers(lake.parent), AuditConfig(as_of=AS_OF))
+        run_audit(Layers(lake.parent), AuditConfig(as_of=AS_OF, processes=1))  # one process counts the calls
     assert tree(lake) == before
     assert not [p for p in lake.parent.iterdir() if p.name.startswith(".lakehouse")]
+
+
+def test_a_problem_found_by_a_worker_process_stops_the_publication_too(staged, tmp_path, monkeypatch):
+    lake, _ = audit(staged, tmp_path)
+    before = tree(lake)
+    import quantlake.data.audit as audit_mod
+
+    real, parent = audit_mod.check_published, os.getpid()
+
+    def in_a_worker(shared, item):  # the check of one symbol, in a pool process, finds a problem
+        assert os.getpid() != parent
+        return "SIM:LINKUSDT: certified file breaks the contract: boom" if item[0] == "SIM:LINKUSDT" else real(shared, item)
+
+    monkeypatch.setattr(audit_mod, "check_published", in_a_worker)
+    with pytest.raises(AuditFailure, match="SIM:LINKUSDT: certified file breaks the contract: boom"):
+        run_audit(Layers(lake.parent), AuditConfig(as_of=AS_OF, processes=2))
+    assert tree(lake) == before
+    assert not [p for p in lake.parent.iterdir() if p.name.startswith(".lakehouse")]
+
+
+def test_the_lakehouse_is_the_same_bytes_for_any_number_of_processes(staged, tmp_path):
+    one, r1 = audit(staged, tmp_path / "one", processes=1)
+    two, r2 = audit(staged, tmp_path / "two", processes=2)
+    assert tree(one) == tree(two) and len(tree(one)) > 3 * len(SYMS)
+    assert (r1.catalog, r1.certified, r1.report) == (r2.catalog, r2.certified, r2.report)
+    assert (r1.linked, r1.written, r1.copied) == (r2.linked, r2.written, r2.copied) and r1.written > 0  # repairs rewrite some
 
 
 def test_a_crash_between_the_two_renames_is_recovered(tmp_path):

@@ -147,7 +147,7 @@ def test_the_features_stage_encodes_a_month_from_arrow_slices_exactly_as_layer_e
     # issue 14 item 8: the features stage splits each symbol's rows into month slices once and
     # encodes a month from Arrow tables; the bytes must be those of `Layer.encode` on pandas
     # (NaN stored as null, rows sorted by (symbol, timestamp), whatever order the parts come in).
-    from quantlake.data.features import _encode_month, _months_of
+    from quantlake.data.feature_months import encode_rows, months_of, rows_table
 
     layer = features_layer(tmp_path)
     frames = []
@@ -158,11 +158,14 @@ def test_the_features_stage_encodes_a_month_from_arrow_slices_exactly_as_layer_e
     expected = layer.encode(pd.concat(frames, ignore_index=True))
     by_month: dict[str, list[pa.Table]] = {}
     for frame in frames:
-        for key, part in _months_of(frame).items():
+        for key, part in months_of(rows_table(frame)).items():
             assert part.num_rows == int((period_keys(frame["timestamp"].to_numpy(), "month") == key).sum())
             by_month.setdefault(key, []).append(part)
     assert sorted(by_month) == sorted(expected) == ["2025-01", "2025-02", "2025-03"]
     for key, parts in by_month.items():
-        assert _encode_month(layer, parts) == {key: expected[key]}
-        assert _encode_month(layer, parts[::-1]) == {key: expected[key]}
-    assert _months_of(frames[0].iloc[:0]) == {}
+        assert encode_rows(layer, parts) == {key: expected[key]}
+        assert encode_rows(layer, parts[::-1]) == {key: expected[key]}
+    assert months_of(rows_table(frames[0].iloc[:0])) == {}
+    # several symbols at once (a spill chunk): grouped by month, each month encodes the same
+    chunk = months_of(pa.concat_tables([rows_table(f) for f in frames]).combine_chunks())
+    assert {k: encode_rows(layer, [v]) for k, v in chunk.items()} == {k: {k: v} for k, v in expected.items()}

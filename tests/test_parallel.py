@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from quantlake.parallel import iter_ordered, map_ordered, resolve_workers
+from quantlake.parallel import iter_batched, iter_ordered, map_ordered, resolve_workers
 
 
 def _scaled(shared, item):
@@ -61,3 +61,19 @@ def test_a_caller_that_stops_early_waits_for_no_more_work(tmp_path):
     done = len(list(tmp_path.glob("*.done")))
     assert 1 <= done < 40  # the pending items were cancelled, not computed
     assert len(list(tmp_path.glob("*.done"))) == done  # and nothing runs on after close()
+
+
+@pytest.mark.parametrize("batch", [None, 1, 4, 64])
+def test_iter_batched_is_one_result_per_item_in_order_whatever_the_batch(batch):
+    items = list(range(23))
+    one = [r for r, _ in iter_batched(_scaled, items, 1, {"factor": 3}, batch)]
+    two = list(iter_batched(_scaled, items, 2, {"factor": 3}, batch))
+    assert one == [r for r, _ in two] == [3 * i for i in items]
+    # one task (all 23 items in a batch of 64) runs in the caller: no process is started for it
+    assert (os.getpid() in {p for _, p in two}) == (batch == 64)
+    if batch == 4:  # 6 tasks for 23 items: each task's items in one process
+        pids = [p for _, p in two]
+        assert all(len(set(pids[i: i + 4])) == 1 for i in range(0, 23, 4))
+    with pytest.raises(ValueError, match="item 3 is bad"):
+        list(iter_batched(_fails, list(range(6)), 2, None, batch))
+    assert list(iter_batched(_scaled, [], 2, {"factor": 1}, batch)) == []

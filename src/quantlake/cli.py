@@ -89,10 +89,10 @@ def cmd_repair(args) -> int:
 
 
 def cmd_features(args) -> int:
-    load_checked_params(args)
+    params = load_checked_params(args)
     from .data import stages
 
-    summary = stages.run_features(Path(args.root))
+    summary = stages.run_features(params, Path(args.root))
     for detail in summary.failed.values():
         _say(f"features: FAILED {detail}")
     _say(summary.line())

@@ -51,6 +51,7 @@ import pandas as pd
 from ..contracts import SCHEMA_VERSION, STATUSES, SymbolId, date_to_ms, ms_to_date, parse_date, validate_catalog, validate_ohlcv
 from ..layer import table_digest
 from ..lakehouse import AUDIT, CATALOG, CERTIFIED, Layers, merged_bars, read_repairs, recover_swap, remove_stale_temp_dirs, swap_dir_into_place
+from ..parallel import iter_batched
 from ..params import AuditParams, DataParams, coerce_section
 from ..storage import atomic_write_bytes, atomic_write_json, dir_mode, file_lock, link_or_copy, make_read_only, sha256_bytes, sha256_file
 from .repair import load_repair_log
@@ -71,12 +72,13 @@ class AuditConfig:
     stale_days: int = AuditParams.stale_days
     min_quality: float = AuditParams.min_quality
     certify: tuple[str, ...] = AuditParams.certify
+    processes: int = DataParams.processes  # the pool of the per-symbol checks; no result depends on it
 
     @classmethod
     def from_params(cls, data: DataParams, audit: AuditParams | None = None) -> "AuditConfig":
         data, audit = coerce_section(DataParams, data), coerce_section(AuditParams, audit or {})
         return cls(as_of=data.require_as_of(), max_gap_days=data.max_gap_days, stale_days=audit.stale_days,
-                   min_quality=audit.min_quality, certify=audit.certify)
+                   min_quality=audit.min_quality, certify=audit.certify, processes=data.processes)
 
 
 def quality_score(rows: int, start_date: str | None, end_date: str | None, quarantined: int) -> float:
@@ -177,6 +179,28 @@ def inspect_symbol(layers: Layers, sym: str, entry: dict, repair_entry: dict | N
     return _Inspected(checked, [str(v) for v in found], written, only_after_as_of=len(merged) > 0 and len(bars) == 0)
 
 
+def _inspect(shared: tuple[Layers, AuditConfig, dict], item: tuple[str, dict]) -> _Inspected:
+    layers, cfg, repairs = shared
+    sym, entry = item
+    return inspect_symbol(layers, sym, entry, repairs.get(sym), cfg)
+
+
+def check_published(shared: tuple[Path, dt.date], item: tuple[str, dict]) -> str | None:
+    """Why a certified table as published in the build folder is not what was certified, or None.
+
+    Its fragments must hash as certified (nothing changed them while they were linked) and the
+    table must meet the OHLCV contract.
+    """
+    tmp, as_of = shared
+    sym, entry = item
+    path = tmp / entry["file"]
+    on_disk = {p.name[: -len(".parquet")]: sha256_file(p) for p in sorted(path.glob("*.parquet"))}
+    if on_disk != entry["fragments"]:
+        return f"{sym}: {path.name} changed while it was published (sha256 mismatch)"
+    found = validate_ohlcv(bars_layer(tmp).read(entry["file"]), file=str(path), as_of=as_of, limit=5)
+    return f"{sym}: certified file breaks the contract: {found[0]}" if found else None
+
+
 def _ingest_drift_days(layers: Layers, sid: SymbolId) -> set[str]:
     """Days a later fetch served different values for (kept as stored, quarantined as duplicates)."""
     from .staging import quarantine_layer
@@ -273,11 +297,8 @@ def _audit(layers: Layers, cfg: AuditConfig, candidates: list[str] | None, publi
     state = store.load_state()
     repair_log = load_repair_log(layers.repairs)
     empty = sorted(sym for sym, entry in state["symbols"].items() if entry.get("file") is None)
-    inspected = {
-        sym: inspect_symbol(layers, sym, entry, (repair_log.get("symbols") or {}).get(sym), cfg)
-        for sym, entry in sorted(state["symbols"].items())
-        if entry.get("file") is not None
-    }
+    staged = [(sym, entry) for sym, entry in sorted(state["symbols"].items()) if entry.get("file") is not None]
+    inspected = dict(zip([sym for sym, _ in staged], iter_batched(_inspect, staged, cfg.processes, (layers, cfg, repair_log.get("symbols") or {}))))
     later = [sym for sym, item in inspected.items() if item.only_after_as_of]  # listed after as_of
     empty = sorted(empty + later)
     inspected = {sym: item for sym, item in inspected.items() if sym not in later}
@@ -307,15 +328,9 @@ def _audit(layers: Layers, cfg: AuditConfig, candidates: list[str] | None, publi
                     result.linked += how == "link"
                     result.copied += how == "copy"
         # The last line of defence: every certified table, as published, must meet the contract.
-        published = bars_layer(tmp)
-        for sym, entry in certified["symbols"].items():
-            path = tmp / entry["file"]
-            on_disk = {p.name[: -len(".parquet")]: sha256_file(p) for p in sorted(path.glob("*.parquet"))}
-            if on_disk != entry["fragments"]:
-                raise AuditFailure(f"{sym}: {path.name} changed while it was published (sha256 mismatch)")
-            found = validate_ohlcv(published.read(entry["file"]), file=str(path), as_of=cfg.as_of, limit=5)
-            if found:
-                raise AuditFailure(f"{sym}: certified file breaks the contract: {found[0]}")
+        for problem in iter_batched(check_published, list(certified["symbols"].items()), cfg.processes, (tmp, cfg.as_of)):
+            if problem:
+                raise AuditFailure(problem)
         if publish_features and layers.features.exists():
             from .features import publish_features as _publish
 

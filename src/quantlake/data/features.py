@@ -4,13 +4,15 @@ Layout (owned by the `features` stage, `persist: true`):
 
     data/staging/features/tv_technicals_1d.parquet/{YYYY-MM}.parquet   the long table
         (`timestamp, symbol, recommend_all, ...`), one fragment per month holding every symbol
-    data/staging/features/_features_state.json   per symbol: sha256 of each yearly fragment of
-        the bars the rows were computed from; the table's fragment hashes
+    data/staging/features/_features_state.json   per symbol: sha256 of each fragment of the
+        staged and repaired bars its rows were computed from; the table's fragment hashes
 
 Each row depends only on the bars at or before it, so when a symbol's bars change from one
 fragment on (a new day changes only the open quarter), only its rows from there on are replaced,
 and only the month fragments from there on are rebuilt; a fragment whose bytes did not change
 is not rewritten, so a closed month keeps its bytes (and its DVC cache object) forever. The
+symbols are computed and the months encoded by a process pool through a spill folder
+(`feature_months.py`): memory stays bounded by a chunk of symbols or a month. The
 gate publishes the certified symbols' rows under the same layout,
 `data/lakehouse/features/tv_technicals_1d.parquet/`, linking every month that holds only them.
 """
@@ -19,24 +21,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..contracts import SCHEMA_VERSION, SymbolId, date_to_ms, parse_date
-from ..layer import Layer, key_bounds, period_keys, read_columns
-from ..progress import track
-from ..storage import atomic_write_bytes, atomic_write_json, link_or_copy, read_json, sha256_bytes, table_to_parquet_bytes
-from .staging import bars_layer
-from .technicals import LONG_COLUMNS, technical_ratings
+from ..lakehouse import Layers, read_bars
+from ..layer import Layer, key_bounds, read_columns, table_hashes
+from ..parallel import iter_ordered, resolve_workers
+from ..progress import progress_bar
+from ..storage import atomic_write_bytes, atomic_write_json, link_or_copy, read_json
+from .feature_months import (ALL_ROWS, LONG_FILE, LONG_SCHEMA, ComputeInputs, MonthInputs, chunks, clear_spill, compute_chunk,
+                             encode_month, make_spill, spill_index)
 
 STATE_FILE = "_features_state.json"
-LONG_FILE = "tv_technicals_1d.parquet"
-LONG_SCHEMA = pa.schema([("timestamp", pa.int64()), ("symbol", pa.string())] + [(c, pa.float64()) for c in LONG_COLUMNS[2:]])
-FROM_START = "0000-00"  # a dirty key before every month
 
 
 def features_layer(root: Path) -> Layer:
@@ -69,18 +69,34 @@ def _load_state(path: Path) -> dict | None:
     return state if isinstance(state, dict) and isinstance(state.get("symbols"), dict) else None
 
 
-def _month_of(ms: int) -> str:
-    return str(period_keys(np.array([ms]), "month")[0])
+def source_hashes(layers: Layers, sid: SymbolId) -> dict[str, str]:
+    """{'bars/<key>' | 'repairs/<key>': sha256} of the fragments a symbol's rows are computed from.
+
+    The files' own hashes: an unchanged symbol is told without reading (let alone encoding) its
+    bars, and a changed fragment says from which period on its rows must be recomputed.
+    """
+    hashes = {f"bars/{k}": v for k, v in table_hashes(layers.staging_bars / sid.filename).items()}
+    hashes.update({f"repairs/{k}": v for k, v in table_hashes(layers.repairs / sid.filename).items()})
+    return hashes
 
 
-def _first_changed_year(old: dict[str, str], new: dict[str, str]) -> str | None:
-    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-    return changed[0] if changed else None
+def first_changed_ms(old: dict[str, str], new: dict[str, str]) -> int | None:
+    """The first ms of the earliest fragment that differs (added, changed or dropped); None if none."""
+    changed = [k for k in set(old) | set(new) if old.get(k) != new.get(k)]
+    return min(key_bounds(k.split("/", 1)[1])[0] for k in changed) if changed else None
 
 
-def run_features(symbols: Iterable[SymbolId], read_bars: Callable[[SymbolId], pd.DataFrame], out_dir: Path, *, progress: bool | None = False) -> FeaturesSummary:
-    """Bring the long table to exactly the rows of `symbols` (see module docstring); `progress` as `progress.progress_bar`."""
-    layer = features_layer(out_dir)
+def _month_start(ms: int) -> int:
+    return int(np.datetime64(int(ms), "ms").astype("datetime64[M]").astype("datetime64[ms]").astype("int64"))
+
+
+def run_features(symbols: Iterable[SymbolId], layers: Layers, *, processes: int = 0, progress: bool | None = False) -> FeaturesSummary:
+    """Bring the long table to exactly the rows of `symbols` (see module docstring).
+
+    `processes` (`data.processes`; 0 = one per core) compute the symbols and encode the months;
+    the table's bytes do not depend on it.
+    """
+    layer = features_layer(layers.features)
     layer.root.mkdir(parents=True, exist_ok=True)
     layer.remove_temp_files()
     state_path = layer.root / STATE_FILE
@@ -92,97 +108,71 @@ def run_features(symbols: Iterable[SymbolId], read_bars: Callable[[SymbolId], pd
         state = {"schema_version": SCHEMA_VERSION, "symbols": {}, "fragments": {}}
     entries = state["symbols"]
     summary = FeaturesSummary()
-    dirty: dict[str, tuple[str, dict[str, pa.Table] | None]] = {}  # symbol -> (first dirty month, rows by month)
-    wanted = sorted(set(symbols))
-    years = bars_layer(layer.root)  # only for its yearly split of the bars
-    for sid in track(wanted, len(wanted), "features", "symbols", progress):
-        sym = str(sid)
+    replaced_from: dict[str, int] = {}  # symbol -> first ms whose stored rows go (dirty or removed)
+    todo, hashes = [], {}
+    wanted = sorted({str(s) for s in symbols})
+    for sym in wanted:
         try:
-            bars = read_bars(sid)
-            hashes = {k: sha256_bytes(v) for k, v in years.encode(bars).items()}
-            old = entries.get(sym) or {}
-            first = _first_changed_year(old.get("bars_fragments") or {}, hashes)
-            if first is None:
-                summary.unchanged.append(sym)
-                continue
-            frame = technical_ratings(bars, where=sym)
-            frame.insert(1, "symbol", sym)
-            dirty[sym] = (_month_of(key_bounds(first)[0]) if old else FROM_START, _months_of(frame))
-            if old and old.get("bars_fragments") and first < max(old["bars_fragments"]):
-                summary.recomputed_from[sym] = int(key_bounds(first)[0])
-            entries[sym] = {"bars_fragments": hashes, "rows": int(len(frame))}
-            summary.computed.append(sym)
+            hashes[sym] = source_hashes(layers, SymbolId.parse(sym))
         except Exception as exc:  # one bad symbol never sinks the batch
             summary.failed[sym] = f"{sym}: {type(exc).__name__}: {exc}"
-    for sym in sorted(set(entries) - {str(s) for s in wanted}):
-        dirty[sym] = (FROM_START, None)  # no longer asked for: its rows leave the table
-        del entries[sym]
-        summary.removed.append(sym)
-    if dirty or rebuild:
-        state["fragments"], summary.months_written = _rebuild_months(layer, dirty, state.get("fragments") or {})
-        atomic_write_json(state_path, {"schema_version": SCHEMA_VERSION, "symbols": dict(sorted(entries.items())), "fragments": state["fragments"]})
-        layer.clear_intents()
+            continue
+        old = (entries.get(sym) or {}).get("sources")  # None: new, or bookkeeping of an earlier version
+        first = first_changed_ms(old or {}, hashes[sym])
+        if first is None:
+            summary.unchanged.append(sym)
+            continue
+        from_ms = _month_start(first) if old else ALL_ROWS
+        if old and first < max(key_bounds(k.split("/", 1)[1])[0] for k in old if k.startswith("bars/")):
+            summary.recomputed_from[sym] = int(first)
+        todo.append((sym, from_ms))
+    clear_spill(layer)
+    try:
+        if todo:
+            spill = make_spill(layer)
+            results, from_of = [], dict(todo)
+            bar = progress_bar(len(todo), "features", "symbols", progress)
+            for result in iter_ordered(compute_chunk, chunks(todo, resolve_workers(processes)), processes, ComputeInputs(lambda sid: read_bars(layers, sid), spill)):
+                results.append(result)
+                summary.failed.update(result.failed)
+                for sym, rows in result.rows.items():  # a failed symbol keeps its stored rows
+                    entries[sym] = {"sources": hashes[sym], "rows": int(rows)}
+                    replaced_from[sym] = from_of[sym]
+                    summary.computed.append(sym)
+                if bar is not None:
+                    bar.update(len(result.rows) + len(result.failed))
+            if bar is not None:
+                bar.close()
+        for sym in sorted(set(entries) - set(wanted)):
+            replaced_from[sym] = ALL_ROWS  # no longer asked for: its rows leave the table
+            del entries[sym]
+            summary.removed.append(sym)
+        if replaced_from or rebuild:
+            spilled = spill_index(results) if todo else {}
+            state["fragments"], summary.months_written = _rebuild_months(layer, replaced_from, spilled, state.get("fragments") or {}, processes)
+            atomic_write_json(state_path, {"schema_version": SCHEMA_VERSION, "symbols": dict(sorted(entries.items())), "fragments": state["fragments"]})
+            layer.clear_intents()
+    finally:
+        clear_spill(layer)
+    summary.computed.sort()
     return summary
 
 
-def _months_of(frame: pd.DataFrame) -> dict[str, pa.Table]:
-    """One symbol's rows as Arrow tables by month (zero-copy slices of one conversion).
+def _rebuild_months(layer: Layer, replaced_from: dict[str, int], spilled: dict[str, list[tuple[str, int]]], known: dict[str, str], processes: int) -> tuple[dict[str, str], int]:
+    """Rewrite the month fragments the replaced symbols touch; returns (fragment hashes, written).
 
-    Converted as `Layer.encode` converts (`from_pandas`: NaN becomes null), once per symbol: the
-    pandas frame is dropped, and a month is then a slice, not a boolean-mask copy per month.
+    Each month (its kept rows, the dirty symbols' new rows from the spill) is encoded by a
+    pool task and committed here as it arrives: one month's bytes in memory at a time.
     """
-    if frame.empty:
-        return {}
-    frame = frame.sort_values("timestamp", kind="stable")
-    table = pa.Table.from_pandas(frame[list(LONG_SCHEMA.names)], schema=LONG_SCHEMA, preserve_index=False).combine_chunks()
-    keys = period_keys(frame["timestamp"].to_numpy(), "month")
-    bounds = np.flatnonzero(keys[1:] != keys[:-1]) + 1  # sorted by timestamp: each month is one run
-    starts, stops = np.r_[0, bounds], np.r_[bounds, len(keys)]
-    return {str(keys[a]): table.slice(int(a), int(b - a)) for a, b in zip(starts, stops)}
-
-
-def _encode_month(layer: Layer, parts: list[pa.Table]) -> dict[str, bytes]:
-    """`layer.encode` of one month's rows given as Arrow tables (same order, same bytes)."""
-    table = pa.concat_tables(parts).combine_chunks() if len(parts) > 1 else parts[0]
-    if table.num_rows == 0:
-        return {}
-    order = pc.sort_indices(table, sort_keys=[(c, "ascending") for c in layer.sort_by])
-    table = table.take(order).combine_chunks()
-    (key,) = set(period_keys(table.column("timestamp").to_numpy(), layer.period).tolist())
-    return {key: table_to_parquet_bytes(table)}
-
-
-def _rebuild_months(layer: Layer, dirty: dict[str, tuple[str, dict[str, pa.Table] | None]], known: dict[str, str]) -> tuple[dict[str, str], int]:
-    """Rewrite the month fragments the dirty symbols touch; returns (fragment hashes, written).
-
-    One month at a time: the kept rows of the month (read as Arrow, the dirty symbols'
-    filtered out) and the dirty symbols' new rows of that month (slices) are sorted by
-    (symbol, timestamp) and encoded as `Layer.encode` would; then one commit.
-    """
-    if not dirty:
+    if not replaced_from:
         return known, 0
-    start = min(first for first, _ in dirty.values())
-    new_rows: dict[str, list[pa.Table]] = {}
-    for first, months in dirty.values():
-        for key, part in (months or {}).items():
-            if key >= first:
-                new_rows.setdefault(key, []).append(part)
-    existing = [k for k in layer.fragments(LONG_FILE) if k >= start]
-    months = sorted(set(existing) | set(new_rows))
-    parts: dict[str, bytes] = {}
-    for month in months:
-        lo, hi = key_bounds(month)
-        keep = []
-        if month in existing:
-            old = layer.read_table(LONG_FILE, start=lo, end=hi)
-            if old is not None and old.num_rows:
-                replaced = pa.array(sorted(s for s, (first, _) in dirty.items() if first <= month), pa.string())
-                keep.append(old.filter(pc.invert(pc.is_in(old.column("symbol"), value_set=replaced))))
-        frame = keep + new_rows.pop(month, [])
-        if frame:
-            parts.update(_encode_month(layer, frame))
-    before = dict(known)
-    hashes = layer.commit(LONG_FILE, parts, known=known, only=months)
+    start = min(replaced_from.values())
+    existing = [k for k in layer.fragments(LONG_FILE) if key_bounds(k)[1] >= start]
+    months = sorted(set(existing) | set(spilled))
+    before, hashes = dict(known), dict(known)
+    shared = MonthInputs(layer, frozenset(existing), replaced_from, spilled)
+    for month, data in iter_ordered(encode_month, months, processes, shared):
+        hashes = layer.commit(LONG_FILE, {month: data} if data else {}, known=hashes, only=[month])
     return hashes, sum(before.get(k) != v for k, v in hashes.items())
 
 

@@ -16,7 +16,7 @@ from typing import Callable
 
 from ..contracts import SymbolId
 from ..layer import table_digest
-from ..lakehouse import CATALOG, CERTIFIED, Layers, read_bars
+from ..lakehouse import CATALOG, CERTIFIED, Layers
 from ..storage import atomic_write_json, file_lock, make_read_only, read_json
 from .features import features_layer, run_features
 from .repair import RepairLayer
@@ -64,7 +64,7 @@ def _migrate_features(layers: Layers, store: StagingStore) -> int:
     if not old and (not state.exists() or "fragments" in read_json(state)):
         return 0
     symbols = [SymbolId.parse(s) for s, e in store.load_state()["symbols"].items() if not e.get("toxic_reason") and not e.get("corrupt") and e.get("rows")]
-    run_features(symbols, lambda sid: read_bars(layers, sid), folder)
+    run_features(symbols, layers)
     return len(old)
 
 

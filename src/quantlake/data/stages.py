@@ -1,7 +1,7 @@
 """The Data Cycle's stage commands: thin IO around the data modules, like `alpha/stages.py`.
 
 Each function takes the checked params model (`quantlake.params.Params`, parsed once by the
-CLI; `features` and `report` read no params) and the paths of its DVC deps and outs, runs the
+CLI; `report` reads no params) and the paths of its DVC deps and outs, runs the
 core and returns what it did; the CLI only parses arguments, loads the params and prints.
 
     discover   configs/scanners/          -> data/export/candidates.json
@@ -78,16 +78,15 @@ def run_repair(params: Params, root: Path, *, log: Log = _stderr):
     return repair_layers(Layers(Path(root)), make_source(params.data), params.data, params.repair, log=log)
 
 
-def run_features(root: Path):
+def run_features(params: Params, root: Path):
     """Point-in-time technical ratings for every staged symbol that is not toxic."""
-    from ..lakehouse import read_bars
     from .features import run_features as features_of
     from .staging import StagingStore
 
     layers = Layers(Path(root))
     state = StagingStore(layers.staging_bars, layers.quarantine).load_state()["symbols"]
     symbols = [SymbolId.parse(s) for s, e in state.items() if not e.get("toxic_reason") and not e.get("corrupt") and e.get("rows")]
-    return features_of(symbols, lambda sid: read_bars(layers, sid), layers.features, progress=None)
+    return features_of(symbols, layers, processes=params.data.processes, progress=None)
 
 
 def run_audit(params: Params, root: Path, candidates: Path | None = None):
