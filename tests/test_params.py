@@ -189,3 +189,12 @@ def test_sections_are_frozen_and_their_constructors_check_too():
         params.data.workers = 8  # type: ignore[misc]
     with pytest.raises(ParamsError, match="data.workers must be >= 1"):
         DataParams(as_of=dt.date(2026, 1, 1), workers=0)
+
+
+def test_data_processes_is_zero_for_one_per_core_or_a_count_and_never_negative():
+    assert parse_params(with_keys(data__processes=0)).data.processes == 0
+    assert parse_params(with_keys(data__processes=3)).data.processes == 3
+    with pytest.raises(ParamsError, match=r"data.processes must be >= 0 \(0 = one per core\), got -1"):
+        parse_params(with_keys(data__processes=-1))
+    with pytest.raises(ParamsError, match="data.procesess: unknown key"):
+        parse_params(with_keys(data__procesess=2))
