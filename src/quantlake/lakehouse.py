@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from .contracts import OHLCV_COLUMNS, OHLCV_SCHEMA, ContractError, SymbolId, coerce_bars
 from .layer import Layer
@@ -101,10 +102,27 @@ def read_repairs(layers: Layers, sid: SymbolId) -> pd.DataFrame | None:
 
 def read_bars(layers: Layers, sid: SymbolId) -> pd.DataFrame:
     """A symbol's bars for everyone downstream of repair: staged bars merged with repaired ones."""
-    staged = layers.bars_layer().read(sid.filename)
+    staged = layers.bars_layer().read_table(sid.filename)
     if staged is None:
         raise ContractError(f"{sid}: no staged bar table {layers.staging_bars / sid.filename}")
-    return merged_bars(staged, read_repairs(layers, sid))
+    repairs = layers.repairs_layer().read_table(sid.filename)
+    if repairs is None or repairs.num_rows == 0:  # most symbols: no pandas round trip, no merge
+        return sorted_bars(staged)
+    return merged_bars(staged.to_pandas(), repairs.to_pandas())
+
+
+def sorted_bars(table: pa.Table) -> pd.DataFrame:
+    """A bar table read with the contract's schema as `merged_bars(frame, None)` returns it.
+
+    The layer reads the contract's types, so the frame is its columns as they are (no
+    `coerce_bars` pass); fragments are in key order, so the rows are sorted already and
+    `sort_values` runs only when they are not.
+    """
+    frame = pd.DataFrame({c: table.column(c).to_numpy() for c in OHLCV_COLUMNS}, columns=list(OHLCV_COLUMNS))
+    ts = frame["timestamp"].to_numpy()
+    if ts.size > 1 and (ts[1:] < ts[:-1]).any():
+        frame = frame.sort_values("timestamp", kind="stable").reset_index(drop=True)
+    return frame
 
 
 

