@@ -173,7 +173,7 @@ def test_a_problem_found_by_a_worker_process_stops_the_publication_too(staged, t
 
     def in_a_worker(shared, item):  # the check of one symbol, in a pool process, finds a problem
         assert os.getpid() != parent
-        return "SIM:LINKUSDT: certified file breaks the contract: boom" if item[0] == "SIM:LINKUSDT" else real(shared, item)
+        return audit_mod.Published("SIM:LINKUSDT: certified file breaks the contract: boom") if item[0] == "SIM:LINKUSDT" else real(shared, item)
 
     monkeypatch.setattr(audit_mod, "check_published", in_a_worker)
     with pytest.raises(AuditFailure, match="SIM:LINKUSDT: certified file breaks the contract: boom"):

@@ -255,3 +255,33 @@ def test_bars_after_as_of_are_ignored():
 def test_publish_without_scanners_writes_nothing(tmp_path):
     assert publish_universe(tmp_path, {"symbols": {}}, None, dt.date(2024, 1, 1))["file"] is None
     assert not list(tmp_path.iterdir())
+
+
+def _reindexed_panel(bars: dict, as_of: dt.date) -> pd.DataFrame:
+    """The panel as it was built before `traded_value_matrix`: one Series reindexed per symbol."""
+    end = pd.Timestamp(as_of)
+    series = {}
+    for sym in sorted(bars):
+        b = bars[sym]
+        days = pd.to_datetime(b["timestamp"].to_numpy("int64"), unit="ms")
+        keep = days <= end
+        series[sym] = pd.Series(b["close"].to_numpy("float64")[keep] * b["volume"].to_numpy("float64")[keep], index=days[keep])
+    start = min(s.index[0] for s in series.values() if len(s))
+    calendar = pd.date_range(start, end, freq="D", name="date")
+    return pd.DataFrame({sym: s.reindex(calendar) for sym, s in series.items()}, index=calendar).astype("float64")
+
+
+def test_the_traded_value_matrix_is_the_reindexed_panel_bit_for_bit():
+    from quantlake.sources.sim import SimExchange
+    from quantlake.contracts import SymbolId
+
+    sim = SimExchange(7, extra_symbols=40)
+    names = ["BTCUSDT", "ETHUSDT", "LUNAUSDT", "FTTUSDT", *(f"Q{i:05d}USDT" for i in range(40))]
+    bars = {f"SIM:{n}": sim.fetch_bars(SymbolId.parse(f"SIM:{n}"), dt.date(2019, 6, 1), dt.date(2026, 11, 25)) for n in names}
+    odd = bars["SIM:ETHUSDT"].copy()
+    odd.loc[5, "timestamp"] += 3_600_000  # not a midnight: matches no calendar day
+    bars["SIM:ETHUSDT"] = odd.drop(index=range(100, 130)).reset_index(drop=True)  # a hole
+    for as_of in (dt.date(2026, 11, 20), dt.date(2021, 3, 1)):
+        got, want = traded_value_panel(bars, as_of), _reindexed_panel(bars, as_of)
+        pd.testing.assert_frame_equal(got, want, check_exact=True, check_freq=False)
+        assert np.isnan(got["SIM:ETHUSDT"].to_numpy()).sum() > 30

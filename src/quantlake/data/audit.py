@@ -56,7 +56,7 @@ from ..params import AuditParams, DataParams, coerce_section
 from ..storage import atomic_write_bytes, atomic_write_json, dir_mode, file_lock, link_or_copy, make_read_only, sha256_bytes, sha256_file
 from .repair import load_repair_log
 from .staging import StagingStore, bars_layer, bars_summary
-from .universe import UniverseSpec, publish_universe
+from .universe import UniverseSpec, publish_universe, traded_value_of
 
 
 class AuditFailure(Exception):
@@ -185,20 +185,33 @@ def _inspect(shared: tuple[Layers, AuditConfig, dict], item: tuple[str, dict]) -
     return inspect_symbol(layers, sym, entry, repairs.get(sym), cfg)
 
 
-def check_published(shared: tuple[Path, dt.date], item: tuple[str, dict]) -> str | None:
-    """Why a certified table as published in the build folder is not what was certified, or None.
+@dataclass(frozen=True)
+class Published:
+    """A certified table as published: why it is not what was certified (or None), and the
+    columns the rest of the publication needs (the universe, the features' check)."""
+
+    problem: str | None
+    timestamps: np.ndarray | None = None
+    traded_value: np.ndarray | None = None
+
+
+def check_published(shared: tuple[Path, dt.date], item: tuple[str, dict]) -> Published:
+    """The last line of defence for one certified table in the build folder.
 
     Its fragments must hash as certified (nothing changed them while they were linked) and the
-    table must meet the OHLCV contract.
+    table, read back as published, must meet the OHLCV contract.
     """
     tmp, as_of = shared
     sym, entry = item
     path = tmp / entry["file"]
     on_disk = {p.name[: -len(".parquet")]: sha256_file(p) for p in sorted(path.glob("*.parquet"))}
     if on_disk != entry["fragments"]:
-        return f"{sym}: {path.name} changed while it was published (sha256 mismatch)"
-    found = validate_ohlcv(bars_layer(tmp).read(entry["file"]), file=str(path), as_of=as_of, limit=5)
-    return f"{sym}: certified file breaks the contract: {found[0]}" if found else None
+        return Published(f"{sym}: {path.name} changed while it was published (sha256 mismatch)")
+    table = bars_layer(tmp).read_table(entry["file"])
+    found = validate_ohlcv(table.to_pandas(), file=str(path), as_of=as_of, limit=5)
+    if found:
+        return Published(f"{sym}: certified file breaks the contract: {found[0]}")
+    return Published(None, *traded_value_of(table))
 
 
 def _ingest_drift_days(layers: Layers, sid: SymbolId) -> set[str]:
@@ -328,14 +341,17 @@ def _audit(layers: Layers, cfg: AuditConfig, candidates: list[str] | None, publi
                     result.linked += how == "link"
                     result.copied += how == "copy"
         # The last line of defence: every certified table, as published, must meet the contract.
-        for problem in iter_batched(check_published, list(certified["symbols"].items()), cfg.processes, (tmp, cfg.as_of)):
-            if problem:
-                raise AuditFailure(problem)
+        published = {}
+        checks = iter_batched(check_published, list(certified["symbols"].items()), cfg.processes, (tmp, cfg.as_of))
+        for sym, table in zip(certified["symbols"], checks):
+            if table.problem:
+                raise AuditFailure(table.problem)
+            published[sym] = table
         if publish_features and layers.features.exists():
             from .features import publish_features as _publish
 
-            report["features"] = _publish(layers.features, tmp, certified)
-        report["universe"] = publish_universe(tmp, certified, universe, cfg.as_of)
+            report["features"] = _publish(layers.features, tmp, certified, {s: p.timestamps for s, p in published.items()})
+        report["universe"] = publish_universe(tmp, certified, universe, cfg.as_of, {s: (p.timestamps, p.traded_value) for s, p in published.items()})
         atomic_write_json(tmp / CATALOG, catalog)
         atomic_write_json(tmp / CERTIFIED, certified)
         atomic_write_json(tmp / AUDIT, report)

@@ -176,7 +176,7 @@ def _rebuild_months(layer: Layer, replaced_from: dict[str, int], spilled: dict[s
     return hashes, sum(before.get(k) != v for k, v in hashes.items())
 
 
-def publish_features(features_dir: Path, tmp: Path, certified: dict) -> dict:
+def publish_features(features_dir: Path, tmp: Path, certified: dict, bar_timestamps: dict[str, np.ndarray] | None = None) -> dict:
     """Publish the certified symbols' feature rows into `tmp/features/` (same layout).
 
     Every certified symbol's rows must cover exactly its published bars; rows that do not are
@@ -185,7 +185,8 @@ def publish_features(features_dir: Path, tmp: Path, certified: dict) -> dict:
 
     The index (symbol, timestamp) is read once per fragment with Arrow and grouped once
     (dictionary codes, one stable sort): no per-month scan of the whole index, no
-    per-symbol scan (both grew with months x symbols).
+    per-symbol scan (both grew with months x symbols). `bar_timestamps` ({symbol: the
+    published bars' timestamps}) spares reading the bar tables the gate has just read.
     """
     layer = features_layer(features_dir)
     out = tmp / "features" / LONG_FILE
@@ -221,7 +222,10 @@ def publish_features(features_dir: Path, tmp: Path, certified: dict) -> dict:
     problems = {}
     for sym, entry in certified["symbols"].items():
         rows = stamps[positions[sym]] if sym in positions else stamps[:0]
-        bars_ts = read_columns(tmp / entry["file"], ["timestamp"]).column("timestamp").to_numpy()
+        if bar_timestamps is not None and sym in bar_timestamps:  # the gate has just read them
+            bars_ts = bar_timestamps[sym]
+        else:
+            bars_ts = read_columns(tmp / entry["file"], ["timestamp"]).column("timestamp").to_numpy()
         if rows.size == 0:
             problems[sym] = "no feature rows"
         elif rows.size != bars_ts.size or not (rows == bars_ts).all():
