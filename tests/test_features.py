@@ -187,3 +187,16 @@ def test_a_killed_runs_spill_is_removed_and_a_failed_encode_leaves_a_table_the_n
     summary = run_features(sids(), layers, processes=2)
     assert len(summary.computed) == len(SYMBOLS)
     assert table_bytes(layers) == expected_bytes(layers)
+
+
+def test_only_the_few_valued_columns_are_dictionary_encoded(base, tmp_path):
+    import pyarrow.parquet as pq
+
+    from quantlake.data.features import DICTIONARY_COLUMNS
+
+    layers = copy_of(base, tmp_path)
+    run_features(sids(), layers, processes=1)
+    meta = pq.ParquetFile(sorted((layers.features / LONG_FILE).glob("*.parquet"))[-1]).metadata
+    dictionary = {meta.schema.column(i).name for i in range(meta.num_columns)
+                  if any("DICTIONARY" in e for e in meta.row_group(0).column(i).encodings)}
+    assert dictionary == set(DICTIONARY_COLUMNS) == {"timestamp", "symbol", "recommend_all", "recommend_ma", "recommend_other"}

@@ -144,6 +144,7 @@ class Layer:
     schema: pa.Schema
     period: str = "year"
     sort_by: tuple[str, ...] = ("timestamp",)
+    dictionary: tuple[str, ...] | None = None  # the columns to dictionary-encode (None: all)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
@@ -223,7 +224,7 @@ class Layer:
         # rows of one period are contiguous only when sorted by timestamp; select them by mask
         for key in sorted(set(keys.tolist())):
             idx = np.flatnonzero(keys == key)
-            out[key] = table_to_parquet_bytes(table.take(pa.array(idx)))
+            out[key] = table_to_parquet_bytes(table.take(pa.array(idx)), dictionary=self.dictionary)
         return out
 
     def write(self, name: str, frame: pd.DataFrame, *, known: dict[str, str] | None = None) -> dict[str, str]:

@@ -286,7 +286,8 @@ def take_snapshot(lakehouse: Path, out: Path, as_of: dt.date) -> Snapshot:
     features = lakehouse / "features" / FEATURES_FILE
     if features.is_dir():
         manifest["features"] = snapshot_features(features, tmp / PARTS["features"], {f["symbol"] for f in files.values()})
-        content.update(hash_part(tmp, PARTS["features"]))
+        # the fragments were hashed for the manifest just now: reuse those hashes
+        content.update(hash_part(tmp, PARTS["features"], {f"{PARTS['features']}/{key}.parquet": h for key, h in manifest["features"]["fragments"].items()}))
     universe = lakehouse / UNIVERSE_FILE
     if universe.exists():
         link_part(universe, tmp / PARTS["universe"])

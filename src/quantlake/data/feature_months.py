@@ -82,7 +82,7 @@ def encode_rows(layer: Layer, parts: list[pa.Table]) -> dict[str, bytes]:
     order = pc.sort_indices(table, sort_keys=[(c, "ascending") for c in layer.sort_by])
     table = table.take(order).combine_chunks()
     (key,) = set(period_keys(table.column("timestamp").to_numpy(), layer.period).tolist())
-    return {key: table_to_parquet_bytes(table)}
+    return {key: table_to_parquet_bytes(table, dictionary=layer.dictionary)}
 
 
 # --------------------------------------------------------------------------- pass 1: compute

@@ -33,15 +33,21 @@ from ..layer import Layer, key_bounds, read_columns, table_hashes
 from ..parallel import iter_ordered, resolve_workers
 from ..progress import progress_bar
 from ..storage import atomic_write_bytes, atomic_write_json, link_or_copy, read_json
+from .technicals import RATING_COLUMNS
 from .feature_months import (ALL_ROWS, LONG_FILE, LONG_SCHEMA, ComputeInputs, MonthInputs, chunks, clear_spill, compute_chunk,
                              encode_month, make_spill, spill_index)
 
 STATE_FILE = "_features_state.json"
+DICTIONARY_COLUMNS = ("timestamp", "symbol", *RATING_COLUMNS)  # a month: ~30 days, the symbols, ratings in steps of 1/26
 
 
 def features_layer(root: Path) -> Layer:
-    """The layer of the long feature table: monthly fragments sorted by (symbol, timestamp)."""
-    return Layer(Path(root), LONG_SCHEMA, "month", sort_by=("symbol", "timestamp"))
+    """The layer of the long feature table: monthly fragments sorted by (symbol, timestamp).
+
+    Only the few-valued columns are dictionary-encoded: the indicator values are distinct
+    floats, where a dictionary saves nothing and trying one made the write 10x slower.
+    """
+    return Layer(Path(root), LONG_SCHEMA, "month", sort_by=("symbol", "timestamp"), dictionary=DICTIONARY_COLUMNS)
 
 
 @dataclass
