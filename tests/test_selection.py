@@ -529,6 +529,15 @@ def test_latest_ratings_equal_the_pandas_implementation():
                                       reference_latest_ratings(coded.dropna(subset=["symbol"]).astype({"symbol": str}), start, as_of),
                                       check_index_type=False)
     assert len(selection.latest_ratings(ratings, DATES[10], DATES[10])) > 0
+    # one table indexed once answers every date as the reference does (the backtest's use)
+    from quantlake.alpha.ratings import RatingsTable
+
+    for table, frame in ((RatingsTable(ratings), ratings), (RatingsTable(coded), coded.dropna(subset=["symbol"]).astype({"symbol": str}))):
+        for i in range(0, len(DATES), 7):
+            for days in (1, 30, 365):
+                start, as_of = DATES[i] - pd.Timedelta(days=days - 1), DATES[i]
+                pd.testing.assert_frame_equal(selection.latest_ratings(table, start, as_of), reference_latest_ratings(frame, start, as_of), check_index_type=False)
+    assert selection.latest_ratings(RatingsTable(ratings.iloc[:0]), DATES[0], DATES[-1]).empty
 
 
 def test_average_rank_is_pandas_rank():

@@ -46,6 +46,7 @@ from quantlake.alpha.metrics import PERIODS_PER_YEAR, performance_metrics, retur
 from quantlake.parallel import iter_ordered
 from quantlake.alpha.returns import DATE_INDEX_NAME, bars_at, to_day
 from quantlake.alpha.sections import BacktestParams, OptimizationParams  # noqa: F401 (re-exported)
+from quantlake.alpha.ratings import RatingsTable
 from quantlake.alpha.selection import Selection, eligible_on, remember_ranking, select_assets, symbol_index
 from quantlake.alpha.synthesis import AtomBank, AtomSet, SynthesisParams, synthesize
 from quantlake.contracts import ContractError, QuantlakeError
@@ -266,6 +267,9 @@ def walk_forward(
     # the portfolios are independent of each other (each sees only the data known at its date)
     # synthesis is causal: one bank of atoms over the whole panel serves every rebalance
     bank = AtomBank(panel, params.synthesis)
+    # the ratings are indexed once (sorted by symbol and day), not re-sorted at each rebalance
+    if ratings is not None and not isinstance(ratings, RatingsTable):
+        ratings = RatingsTable(ratings) if len(ratings) else None
     inputs = (panel, values, params, ratings, eligible, bank, rankings)
     # held below as they arrive, while the pool computes the next ones
     portfolios = iter_ordered(_portfolio_at, [t for t, _ in schedule], params.workers, inputs)

@@ -34,12 +34,12 @@ import pandas as pd
 from quantlake.alpha import window_stats
 from quantlake.alpha.covariance import pairwise_corr
 from quantlake.alpha.metrics import PERIODS_PER_YEAR
+from quantlake.alpha.ratings import RATING_SOURCE_COLUMNS, RatingsTable  # noqa: F401 (re-exported)
 from quantlake.alpha.returns import bars_at, to_day
 from quantlake.alpha.sections import DEFAULT_SCORE_WEIGHTS, RATING_COLUMNS, SCORED_FEATURES, SelectionParams  # noqa: F401 (re-exported)
 from quantlake.contracts import ContractError
 
 # what the selection reads of the feature table (`Snapshot.features(columns=...)`)
-RATING_SOURCE_COLUMNS = ("timestamp", "symbol", *RATING_COLUMNS.values())
 FEATURE_COLUMNS = ("n_returns", *SCORED_FEATURES)
 
 
@@ -138,7 +138,7 @@ def _rank(
         traded_value.to_numpy("float64")[np.asarray((value_day >= start) & (value_day <= as_of))],
         params,
     )
-    rated = latest_ratings(ratings, start, as_of) if ratings is not None and len(ratings) else None
+    rated = latest_ratings(ratings, start, as_of) if ratings is not None and len(ratings) else None  # a RatingsTable: no re-sort
     rated = rated.reindex(symbols) if rated is not None and len(rated) else None
     for column in RATING_COLUMNS:
         columns[column] = rated[column].to_numpy("float64") if rated is not None else np.full(len(symbols), math.nan)
@@ -222,40 +222,14 @@ def _feature_columns(window: np.ndarray, traded_value: np.ndarray, params: Selec
     }
 
 
-def latest_ratings(ratings: pd.DataFrame | None, start: pd.Timestamp, as_of: pd.Timestamp) -> pd.DataFrame:
-    """Each symbol's last technical rating dated in [start, as_of] (point in time by contract)."""
-    columns = list(RATING_COLUMNS)
-    if ratings is None or len(ratings) == 0:
-        return pd.DataFrame(columns=columns, dtype="float64")
-    missing = [c for c in RATING_SOURCE_COLUMNS if c not in ratings.columns]
-    if missing:
-        raise ContractError(f"technical ratings table: missing column(s) {missing}")
-    ts = ratings["timestamp"].to_numpy("int64")  # epoch ms; the days are compared as ms too
-    inside = np.flatnonzero((ts >= start.value // 1_000_000) & (ts <= as_of.value // 1_000_000))
-    codes, names = _symbol_codes(ratings["symbol"], inside)  # codes in name order, -1 for a missing symbol
-    inside, codes = inside[codes >= 0], codes[codes >= 0]
-    order = np.lexsort((ts[inside], codes))  # by symbol, then day; stable: a repeated day keeps table order
-    last = order[np.r_[codes[order][1:] != codes[order][:-1], True]] if order.size else order
-    rows = inside[last]  # only these rows of the (whole-history) table are read
-    values = np.column_stack([ratings[c].to_numpy("float64")[rows] for c in RATING_COLUMNS.values()]) if rows.size else np.empty((0, len(columns)))
-    return pd.DataFrame(values, index=symbol_index([str(names[c]) for c in codes[last]]), columns=columns)
+def latest_ratings(ratings: pd.DataFrame | RatingsTable | None, start: pd.Timestamp, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Each symbol's last technical rating dated in [start, as_of] (point in time by contract).
 
-
-def _symbol_codes(symbol: pd.Series, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(code per row of `rows`, names): codes number the names in sorted order, -1 for a missing one.
-
-    A dictionary-encoded column (`Snapshot.features(symbol_category=True)`) is read through its
-    integer codes: the backtest's table holds every rating day of every symbol, and turning
-    it into one Python string per row at each rebalance cost more than the selection itself.
+    Pass a `RatingsTable` to ask at many dates: the table is then indexed once.
     """
-    if isinstance(symbol.dtype, pd.CategoricalDtype):
-        names = np.asarray(symbol.cat.categories, dtype=object)
-        by_name = np.argsort(names.astype(str), kind="stable")
-        rank = np.empty(names.size, dtype="int64")
-        rank[by_name] = np.arange(names.size)
-        raw = symbol.cat.codes.to_numpy()[rows]
-        return np.where(raw >= 0, rank[np.maximum(raw, 0)], -1), names[by_name]
-    return pd.factorize(symbol.take(rows).to_numpy(), sort=True)
+    table = ratings if isinstance(ratings, RatingsTable) else RatingsTable(ratings)
+    names, values = table.latest(start, as_of)
+    return pd.DataFrame(values, index=symbol_index(names), columns=list(RATING_COLUMNS))
 
 
 # --------------------------------------------------------------------------- vetoes
