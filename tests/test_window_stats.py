@@ -137,3 +137,30 @@ def test_shared_moments_and_in_place_lag_std_give_the_same_floats():
     np.testing.assert_allclose(window_stats._lag_std(path, lags), expected, rtol=1e-13, atol=0)
     gappy = window_stats._lag_std(path, lags, np.full(12, 365))  # the masked path, every day inside
     np.testing.assert_allclose(gappy, expected, rtol=1e-13, atol=0)
+
+
+def _lag_std_with_temporaries(path, lags, n):
+    """`_lag_std` of rows of different lengths as it was written before the in-place buffer."""
+    tau = np.empty((path.shape[0], lags.size))
+    for i, k in enumerate(lags):
+        moves = path[:, k:] - path[:, :-k]
+        inside = np.arange(moves.shape[1])[None, :] < (n + 1 - k)[:, None]
+        count = np.maximum(inside.sum(axis=1), 1)
+        mean = np.where(inside, moves, 0.0).sum(axis=1) / count
+        dev = np.where(inside, moves - mean[:, None], 0.0)
+        tau[:, i] = np.sqrt((dev * dev).sum(axis=1) / count)
+    return tau
+
+
+@pytest.mark.parametrize("rows, width", [(400, 365), (37, 40), (1, 30)])
+def test_the_lag_std_of_rows_of_different_lengths_keeps_every_bit(rows, width):
+    from quantlake.alpha.window_stats import _lag_std
+
+    rng = np.random.default_rng(rows)
+    n = rng.integers(0, width, rows)
+    n[:1] = width - 1
+    steps = rng.normal(0, 0.05, (rows, width))
+    steps[np.arange(width)[None, :] >= n[:, None]] = 0.0
+    path = np.concatenate([np.zeros((rows, 1)), np.cumsum(steps, axis=1)], axis=1)
+    lags = np.arange(2, 21)
+    assert np.array_equal(_lag_std(path, lags, n), _lag_std_with_temporaries(path, lags, n), equal_nan=True)

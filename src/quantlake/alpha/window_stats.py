@@ -229,13 +229,21 @@ def _lag_std(path: np.ndarray, lags: np.ndarray, n: np.ndarray | None = None) ->
             np.square(moves, out=moves)
             tau[:, i] = np.sqrt(moves.sum(axis=0) / moves.shape[0])
         return tau
+    # rows of different lengths: the same masked sums, computed in one reused buffer (in place:
+    # the temporaries of `np.where` cost more than the arithmetic); each row is summed along
+    # itself as before, so every bit is the same
+    buffer = np.empty((path.shape[0], path.shape[1] - 1))
+    positions = np.arange(path.shape[1] - 1)
     for i, k in enumerate(lags):
-        moves = path[:, k:] - path[:, :-k]
-        inside = np.arange(moves.shape[1])[None, :] < (n + 1 - k)[:, None]  # both ends within x[0..n]
-        count = np.maximum(inside.sum(axis=1), 1)
-        mean = np.where(inside, moves, 0.0).sum(axis=1) / count
-        dev = np.where(inside, moves - mean[:, None], 0.0)
-        tau[:, i] = np.sqrt((dev * dev).sum(axis=1) / count)
+        moves = np.subtract(path[:, k:], path[:, :-k], out=buffer[:, : path.shape[1] - k])
+        outside = positions[None, : moves.shape[1]] >= (n + 1 - k)[:, None]  # an end beyond x[0..n]
+        count = np.maximum(moves.shape[1] - outside.sum(axis=1), 1)
+        np.copyto(moves, 0.0, where=outside)
+        mean = moves.sum(axis=1) / count
+        np.subtract(moves, mean[:, None], out=moves)
+        np.copyto(moves, 0.0, where=outside)
+        np.square(moves, out=moves)
+        tau[:, i] = np.sqrt(moves.sum(axis=1) / count)
     return tau
 
 
