@@ -200,3 +200,13 @@ def test_only_the_few_valued_columns_are_dictionary_encoded(base, tmp_path):
     dictionary = {meta.schema.column(i).name for i in range(meta.num_columns)
                   if any("DICTIONARY" in e for e in meta.row_group(0).column(i).encodings)}
     assert dictionary == set(DICTIONARY_COLUMNS) == {"timestamp", "symbol", "recommend_all", "recommend_ma", "recommend_other"}
+
+
+def test_the_verified_bookkeeping_hashes_are_the_files_hashes(base, tmp_path):
+    from quantlake.data.features import source_hashes
+
+    layers = copy_of(base, tmp_path)
+    state = StagingStore(layers.staging_bars, layers.quarantine).load_state()["symbols"]
+    for sid in sids():
+        assert source_hashes(layers, sid, state[str(sid)]["fragments"]) == source_hashes(layers, sid)
+        assert len(source_hashes(layers, sid)) >= 2

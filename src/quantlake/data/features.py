@@ -75,13 +75,15 @@ def _load_state(path: Path) -> dict | None:
     return state if isinstance(state, dict) and isinstance(state.get("symbols"), dict) else None
 
 
-def source_hashes(layers: Layers, sid: SymbolId) -> dict[str, str]:
+def source_hashes(layers: Layers, sid: SymbolId, bars: dict[str, str] | None = None) -> dict[str, str]:
     """{'bars/<key>' | 'repairs/<key>': sha256} of the fragments a symbol's rows are computed from.
 
     The files' own hashes: an unchanged symbol is told without reading (let alone encoding) its
-    bars, and a changed fragment says from which period on its rows must be recomputed.
+    bars, and a changed fragment says from which period on its rows must be recomputed. `bars`:
+    the staged fragments' hashes when the caller has just verified them on disk.
     """
-    hashes = {f"bars/{k}": v for k, v in table_hashes(layers.staging_bars / sid.filename).items()}
+    bars = table_hashes(layers.staging_bars / sid.filename) if bars is None else bars
+    hashes = {f"bars/{k}": v for k, v in bars.items()}
     hashes.update({f"repairs/{k}": v for k, v in table_hashes(layers.repairs / sid.filename).items()})
     return hashes
 
@@ -96,11 +98,13 @@ def _month_start(ms: int) -> int:
     return int(np.datetime64(int(ms), "ms").astype("datetime64[M]").astype("datetime64[ms]").astype("int64"))
 
 
-def run_features(symbols: Iterable[SymbolId], layers: Layers, *, processes: int = 0, progress: bool | None = False) -> FeaturesSummary:
+def run_features(symbols: Iterable[SymbolId], layers: Layers, *, processes: int = 0, progress: bool | None = False,
+                 bar_hashes: dict[str, dict[str, str]] | None = None) -> FeaturesSummary:
     """Bring the long table to exactly the rows of `symbols` (see module docstring).
 
     `processes` (`data.processes`; 0 = one per core) compute the symbols and encode the months;
-    the table's bytes do not depend on it.
+    the table's bytes do not depend on it. `bar_hashes` ({symbol: {key: sha256}}): the staged
+    fragments' hashes as the staging bookkeeping just verified them on disk (else hashed here).
     """
     layer = features_layer(layers.features)
     layer.root.mkdir(parents=True, exist_ok=True)
@@ -119,7 +123,7 @@ def run_features(symbols: Iterable[SymbolId], layers: Layers, *, processes: int 
     wanted = sorted({str(s) for s in symbols})
     for sym in wanted:
         try:
-            hashes[sym] = source_hashes(layers, SymbolId.parse(sym))
+            hashes[sym] = source_hashes(layers, SymbolId.parse(sym), (bar_hashes or {}).get(sym))
         except Exception as exc:  # one bad symbol never sinks the batch
             summary.failed[sym] = f"{sym}: {type(exc).__name__}: {exc}"
             continue

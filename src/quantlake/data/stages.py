@@ -85,8 +85,10 @@ def run_features(params: Params, root: Path):
 
     layers = Layers(Path(root))
     state = StagingStore(layers.staging_bars, layers.quarantine).load_state()["symbols"]
-    symbols = [SymbolId.parse(s) for s, e in state.items() if not e.get("toxic_reason") and not e.get("corrupt") and e.get("rows")]
-    return features_of(symbols, layers, processes=params.data.processes, progress=None)
+    usable = {s: e for s, e in state.items() if not e.get("toxic_reason") and not e.get("corrupt") and e.get("rows")}
+    # load_state checked every staged fragment's hash against the bookkeeping: reuse them
+    return features_of([SymbolId.parse(s) for s in usable], layers, processes=params.data.processes, progress=None,
+                       bar_hashes={s: dict(e["fragments"]) for s, e in usable.items() if e.get("fragments")})
 
 
 def run_audit(params: Params, root: Path, candidates: Path | None = None):
