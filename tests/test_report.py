@@ -1,20 +1,26 @@
-"""The data audit report: its sections say what happened on the sim, and it is reproducible."""
+"""The data audit report: its sections say what happened on the sim, and it is reproducible;
+its coverage heat map shows every symbol, labelled, in figures of a bounded size."""
 
 import base64
-import os
-import shutil
 import datetime as dt
+import html
+import io
+import os
 import re
-import struct
+import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
+from PIL import Image
 
 from quantlake.contracts import DAY_MS, SymbolId, date_to_ms
 from quantlake.data.audit import AuditConfig, run_audit
 from quantlake.data.ingest import IngestConfig, ingest_symbols
 from quantlake.data.repair import run_repair
-from quantlake.data.report import coverage_by_month, render_html, write_audit_report
+from quantlake.data.report import render_html, write_audit_report
+from quantlake.data.report_coverage import (COVERAGE_COLOURS, COVERAGE_LABELS, NOT_LISTED, NOT_LISTED_COLOUR, ROW_PX, ROWS_PER_FIGURE,
+                                            coverage_by_month, coverage_classes, coverage_html)
 from quantlake.data.staging import StagingStore
 from quantlake.lakehouse import Layers
 from quantlake.sources.sim import SimExchange
@@ -64,9 +70,40 @@ def row_of(html_part: str, first: str, n: int) -> list[str]:
     return found[0][:n]
 
 
-def png_size(png: bytes) -> tuple[int, int]:
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    return struct.unpack(">II", png[16:24])
+def pngs(html_part: str) -> list[bytes]:
+    return [base64.b64decode(b) for b in re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", html_part)]
+
+
+def colours_of(png: bytes) -> np.ndarray:
+    """The `#rrggbb` of every pixel, as a decoder other than ours sees them (rows x columns)."""
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    return np.array([[f"#{r:02x}{g:02x}{b:02x}" for r, g, b in row] for row in rgb])
+
+
+def coverage_figures(page_or_part: str) -> list[dict]:
+    """What a person sees of each coverage figure: its labels (text and link target), its
+    image's displayed height, and its pixels' colours."""
+    out = []
+    for fig in re.findall(r'<figure class="cov-fig[^"]*">(.*?)</figure>', page_or_part, re.S):
+        links = re.findall(r'<a href="#([^"]+)">([^<]+)</a>', fig)
+        (png,) = pngs(fig)
+        out.append({"labels": [text for _, text in links], "targets": [t for t, _ in links],
+                    "height_px": int(re.search(r'style="height:(\d+)px"', fig).group(1)), "colours": colours_of(png)})
+    return out
+
+
+def axis_months(page_or_part: str) -> list[str]:
+    """The months under the figures' columns, from the year axis (each year as wide as its
+    months: the first year ends in December, the others start in January)."""
+    years = [(int(y), int(n)) for n, y in re.findall(r'<span style="flex-grow:(\d+)" title="\d+">(\d+)</span>', page_or_part)]
+    out = []
+    for i, (year, n) in enumerate(years):
+        first = 13 - n if i == 0 else 1
+        out += [f"{year}-{m:02d}" for m in range(first, first + n)]
+    return out
+
+
+COLOUR = dict(zip(COVERAGE_LABELS, COVERAGE_COLOURS)) | {"not listed yet": NOT_LISTED_COLOUR}
 
 
 def test_the_report_shows_every_section_with_what_the_cycle_did(cycle, tmp_path):
@@ -87,10 +124,34 @@ def test_the_report_shows_every_section_with_what_the_cycle_did(cycle, tmp_path)
     # what the gates removed from the re-fetch is counted apart from what they removed at ingestion
     assert row_of(section(page, "quarantine"), "zero_volume_stall", 3) == ["zero_volume_stall", "10", "10"]
 
-    pngs = [base64.b64decode(b) for b in re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page)]
-    assert len(pngs) == 2
-    width, height = png_size(pngs[0])  # the heat map: one 0.2 in row per symbol at 100 dpi, plus margins
-    assert (width, height) == (1200, round((0.45 + 0.6 + 0.2 * len(SYMS)) * 100))
+    assert len(pngs(section(page, "quality"))) == 1
+    # the navigation line reaches every section
+    assert re.findall(r'<nav>.*?</nav>', page, re.S) and all(f'href="#{name}"' in page.split("</nav>")[0] for name in SECTIONS)
+
+
+def test_the_coverage_heat_map_labels_every_symbol_beside_its_row_in_the_right_colours(cycle, tmp_path):
+    page = write(cycle, tmp_path / "r.html").read_text()
+    coverage = section(page, "coverage")
+    figures = coverage_figures(coverage)
+    assert [s for f in figures for s in f["labels"]] == sorted(SYMS)  # every symbol once, in the table's order
+    symbol_rows = re.findall(r'<tr id="([^"]+)" class="s-[a-z]+"><td>([^<]+)</td>', section(page, "symbols"))
+    for fig in figures:  # each label links to its symbol's row of the symbols table
+        assert [dict(symbol_rows)[t] for t in fig["targets"]] == fig["labels"]
+    (fig,) = figures
+    months = axis_months(coverage)
+    assert months[0] == "2024-01" and months[-1] == "2026-11"
+    assert fig["colours"].shape == (len(SYMS), len(months))  # one pixel per symbol and month
+    assert fig["height_px"] == len(SYMS) * ROW_PX  # shown as tall as its labels
+    cell = {(sym, m): fig["colours"][i, j] for i, sym in enumerate(fig["labels"]) for j, m in enumerate(months)}
+    assert cell["SIM:ATOMUSDT", "2024-06"] == COLOUR["50-80%"]  # 10 unrepairable days of 30
+    assert cell["SIM:DOTUSDT", "2025-03"] == COLOUR["100%"]  # its 8-day gap was healed
+    assert {cell[s, "2024-11"] for s in SYMS} == {COLOUR["90-99%"]}  # the exchange-wide outage of 2024-11-11
+    assert cell["SIM:BTCUSDT", "2024-10"] == COLOUR["100%"]
+    wave = read_json(cycle.lakehouse / "catalog.json")["symbols"]["SIM:WAVESUSDT"]
+    assert wave["status"] == "stale" and cell["SIM:WAVESUSDT", "2026-11"] == COLOUR["< 50%"]  # stale: no bar this month
+    # the legend: every colour class with its label, and the grey of "not listed yet"
+    legend = re.findall(r'<i style="background:(#[0-9a-f]{6})"></i>([^<]+)</span>', coverage)
+    assert [(c, html.unescape(label)) for c, label in legend] == [(c, label) for label, c in COLOUR.items()]
 
 
 def test_the_report_is_byte_identical_for_the_same_inputs(cycle, tmp_path):
@@ -125,9 +186,41 @@ def test_coverage_is_the_share_of_days_with_a_bar_from_the_first_bar_to_as_of():
     assert cov.loc["X:C"].tolist() == [1.0, 14 / 29, 0.0]
 
 
+def test_coverage_is_counted_once_for_a_day_both_layers_hold_and_not_after_as_of():
+    staged, repaired = days("2024-01-01", "2024-01-31", skip=("2024-01-10",)), days("2024-01-09", "2024-01-12")
+    cov = coverage_by_month(iter([("X:A", np.concatenate([staged, repaired, days("2024-02-01", "2024-02-03")])), ("X:E", np.empty(0, dtype="int64"))]),
+                            dt.date(2024, 1, 31))
+    assert list(cov.columns) == ["2024-01"] and cov.loc["X:A", "2024-01"] == 1.0  # 9-12 Jan held twice: counted once; February ignored
+    assert np.isnan(cov.loc["X:E", "2024-01"])  # no bar at all: not listed
+
+
+def test_coverage_classes_on_both_sides_of_each_bound():
+    shares = np.array([0.0, 0.4999, 0.5, 0.7999, 0.8, 0.8999, 0.9, 30 / 31, np.nextafter(1.0, 0.0), 1.0, np.nan])
+    assert coverage_classes(shares).tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 3, 4, NOT_LISTED]
+
+
+def synthetic_coverage(n: int) -> pd.DataFrame:
+    """`n` symbols over three months: every fifth not listed in January, every seventh with holes in February."""
+    values = [[np.nan if i % 5 == 0 else 1.0, 0.6 if i % 7 == 0 else 1.0, 1.0] for i in range(n)]
+    return pd.DataFrame(values, index=[f"X:S{i:05d}" for i in range(n)], columns=["2024-01", "2024-02", "2024-03"])
+
+
+@pytest.mark.parametrize("n, sizes", [(1, [1]), (ROWS_PER_FIGURE, [ROWS_PER_FIGURE]), (ROWS_PER_FIGURE + 1, [ROWS_PER_FIGURE, 1]),
+                                      (2 * ROWS_PER_FIGURE + 37, [ROWS_PER_FIGURE, ROWS_PER_FIGURE, 37])])
+def test_the_heat_map_is_split_into_figures_of_at_most_rows_per_figure_symbols(n, sizes):
+    coverage = synthetic_coverage(n)
+    figures = coverage_figures(coverage_html(coverage))
+    assert [len(f["labels"]) for f in figures] == sizes
+    assert [s for f in figures for s in f["labels"]] == list(coverage.index)  # each symbol in exactly one figure
+    expected = np.array([[COVERAGE_COLOURS[4] if v == 1.0 else COVERAGE_COLOURS[1] if v == 0.6 else NOT_LISTED_COLOUR for v in row] for row in coverage.to_numpy()])
+    assert np.array_equal(np.vstack([f["colours"] for f in figures]), expected)  # each row beside its label
+    assert [f["height_px"] for f in figures] == [k * ROW_PX for k in sizes]
+
+
 def test_the_page_escapes_what_it_shows():
     catalog = {"as_of": "2026-11-20", "symbols": {"X:A": {"status": "degraded", "rows": 1, "gaps": [], "data_quality_score": 0.5, "reasons": ["<script>alert(1)</script>"]}}}
-    page = render_html(catalog, {}, {}, {}, {"symbols": {}}, [], {"coverage": b"png", "quality": b"png"})
+    coverage = coverage_by_month({"X:A": days("2026-11-01", "2026-11-20")}, dt.date(2026, 11, 20))
+    page = render_html(catalog, {}, {}, {}, {"symbols": {}}, [], coverage, b"png")
     assert "<script>" not in page and "&lt;script&gt;" in page
 
 

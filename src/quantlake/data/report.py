@@ -6,7 +6,8 @@ writes `artifacts/reports/data_audit.html` with:
 
 * a summary (statuses, certified symbols, quality score statistics, repairs, outages);
 * a coverage heat map: symbols x months, the share of days with a bar (grey before a symbol's
-  first bar), so holes, stale and toxic tails show at a glance;
+  first bar), so holes, stale and toxic tails show at a glance; in figures of a bounded number
+  of symbols, each labelled in text (report_coverage.py);
 * the distribution of the data quality scores;
 * the exchange-wide outages the audit recorded (`audit.json`, found by `outages.py` during repair), reported once;
 * every repaired or unrepaired gap (`repair.py`'s log);
@@ -14,69 +15,48 @@ writes `artifacts/reports/data_audit.html` with:
   repairs, quality score, the audit's reasons;
 * the quarantined events by rule over all symbols.
 
-Figures are PNGs drawn with matplotlib's Agg canvas (no pyplot state), at a fixed size and dpi
-and without the software/date metadata, embedded as base64 data URIs; nothing depends on the
-clock, so the same inputs give a byte-identical file. The builders below the IO shell are pure.
+The quality histogram is a PNG drawn with matplotlib's Agg canvas (no pyplot state), at a fixed
+size and dpi and without the software/date metadata; the coverage figures are PNGs of one pixel
+per symbol and month written directly. Both are embedded as base64 data URIs; nothing depends on
+the clock, so the same inputs give a byte-identical file. The builders above the IO shell are pure.
+
+The report reads every symbol's timestamps (tens of thousands of fragments at 5,000 symbols):
+one column per fragment with `layer.read_columns`, symbol by symbol, each reduced at once to
+its row of monthly shares, so its memory does not hold the universe's bars.
 """
 
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import html
 import io
 from collections import Counter
 from pathlib import Path
-from typing import Mapping
+from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
-from ..contracts import DAY_MS, SymbolId, date_to_ms, parse_date
-from ..lakehouse import AUDIT, CATALOG, bars_layer
+from ..contracts import SymbolId, parse_date
+from ..lakehouse import AUDIT, CATALOG
+from ..layer import SUFFIX, read_columns
 from ..storage import atomic_write_bytes, read_json
 from .repair import GAP_STATUSES, QUARANTINE_SUBDIR, load_repair_log
+from .report_coverage import COVERAGE_CSS, ROWS_PER_FIGURE, coverage_by_month, coverage_html, symbol_anchor
 
 DPI = 100
+# the page's sections, in order: (id, title in the navigation line)
+SECTIONS = (("summary", "summary"), ("coverage", "coverage"), ("quality", "quality scores"), ("outages", "outages"),
+            ("repairs", "repairs"), ("symbols", "symbols"), ("quarantine", "quarantine"))
 STATUS_COLOURS = {"ok": "#1a9850", "degraded": "#fdae61", "stale": "#74add1", "toxic": "#d73027"}
 
 
 # --------------------------------------------------------------------------- pure builders
 
 
-def coverage_by_month(timestamps_by_symbol: Mapping[str, np.ndarray], as_of: dt.date) -> pd.DataFrame:
-    """Share of days with a bar, symbols (rows, sorted) x months (`YYYY-MM` columns).
-
-    A month counts the days from the symbol's first bar (or the month's first day) to `as_of`
-    (or the month's last day); months wholly before the first bar are NaN. Days after the last
-    bar count as missing: a stale or cut series shows.
-    """
-    firsts = [int(ts.min()) // DAY_MS for ts in timestamps_by_symbol.values() if len(ts)]
-    end = date_to_ms(as_of) // DAY_MS
-    if not firsts:
-        return pd.DataFrame(index=sorted(timestamps_by_symbol), dtype="float64")
-    start = min(firsts)
-    days = np.arange(start, end + 1)
-    months = pd.to_datetime(days * DAY_MS, unit="ms").strftime("%Y-%m").to_numpy()
-    labels, month_idx = np.unique(months, return_inverse=True)
-    rows = {}
-    for sym in sorted(timestamps_by_symbol):
-        ts = np.asarray(timestamps_by_symbol[sym], dtype="int64") // DAY_MS
-        have = np.isin(days, ts)
-        counted = days >= (ts.min() if len(ts) else end + 1)
-        n = np.bincount(month_idx, weights=counted, minlength=len(labels))
-        k = np.bincount(month_idx, weights=have & counted, minlength=len(labels))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rows[sym] = np.where(n > 0, k / np.where(n > 0, n, 1), np.nan)
-    return pd.DataFrame.from_dict(rows, orient="index", columns=list(labels))
-
-
-def quarantine_by_rule(quarantine: pd.DataFrame) -> dict[str, int]:
-    """Quarantine events per rule (a rule absent from the frame is absent from the result)."""
-    if quarantine is None or quarantine.empty:
-        return {}
-    return {str(k): int(v) for k, v in sorted(Counter(quarantine["rule"].astype(str)).items())}
+def quarantine_by_rule(rules: Iterable[str]) -> dict[str, int]:
+    """Quarantine events per rule, sorted by rule (a rule with no event is absent)."""
+    return {str(k): int(v) for k, v in sorted(Counter(rules).items())}
 
 
 def repair_text(log_entry: dict | None) -> str:
@@ -97,13 +77,14 @@ def _esc(value) -> str:
     return html.escape("" if value is None else str(value))
 
 
-def _table(headers: list[str] | None, rows: list[list[str]], *, row_classes: list[str] | None = None) -> str:
+def _table(headers: list[str] | None, rows: list[list[str]], *, row_classes: list[str] | None = None, row_ids: list[str] | None = None) -> str:
     """An HTML table (no header row when `headers` is None); cells are already-escaped HTML."""
     head = f"<thead><tr>{''.join(f'<th>{_esc(h)}</th>' for h in headers)}</tr></thead>" if headers else ""
     body = []
     for i, r in enumerate(rows):
         rc = f' class="{row_classes[i]}"' if row_classes and row_classes[i] else ""
-        body.append(f"<tr{rc}>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>")
+        rid = f' id="{_esc(row_ids[i])}"' if row_ids else ""
+        body.append(f"<tr{rid}{rc}>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>")
     if not rows:
         body.append(f'<tr><td colspan="{len(headers or [1])}" class="none">none</td></tr>')
     return f'<table>{head}<tbody>{"".join(body)}</tbody></table>'
@@ -124,9 +105,11 @@ def render_html(
     repair_quarantine: Mapping[str, dict[str, int]],
     repair_log: dict,
     outages: list[dict],
-    figures: Mapping[str, bytes],
+    coverage: pd.DataFrame,
+    quality_png: bytes,
 ) -> str:
-    """The report page from its inputs (pure; `figures` holds `coverage` and `quality` PNGs)."""
+    """The report page from its inputs (pure): `coverage` is `coverage_by_month`'s frame,
+    `quality_png` the quality score histogram."""
     symbols = catalog.get("symbols") or {}
     log_symbols = repair_log.get("symbols") or {}
     as_of = catalog.get("as_of")
@@ -188,19 +171,22 @@ def render_html(
         + "".join(f".s-{k} td:nth-child(2){{background:{v};color:#fff}}" for k, v in STATUS_COLOURS.items())
         + ".r-healed td:nth-child(3){background:#1a9850;color:#fff}.r-unrepairable td:nth-child(3){background:#d73027;color:#fff}"
         ".r-partial td:nth-child(3),.r-pending td:nth-child(3){background:#fdae61}.r-outage td:nth-child(3){background:#74add1;color:#fff}"
+        "nav{margin-bottom:1em}" + COVERAGE_CSS
     )
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>quantlake data audit, as of {_esc(as_of)}</title><style>{css}</style></head><body>",
         f"<h1>quantlake data audit, as of {_esc(as_of)}</h1>",
+        "<nav>" + " &middot; ".join(f'<a href="#{name}">{title}</a>' for name, title in SECTIONS) + "</nav>",
         '<section id="summary"><h2>Summary</h2>', _table(None, summary_rows), "</section>",
         '<section id="coverage"><h2>Coverage</h2><p>Share of calendar days with a bar, per symbol and month '
-        "(staged bars merged with repairs; grey: before the first bar).</p>",
-        _img(figures["coverage"], "coverage heat map"), "</section>",
+        "(staged bars merged with repairs; grey: before the first bar). A symbol's name links to its row "
+        f"in the <a href=\"#symbols\">symbols table</a>; {len(coverage)} symbols in figures of at most {ROWS_PER_FIGURE}.</p>",
+        coverage_html(coverage), "</section>",
         '<section id="quality"><h2>Data quality scores</h2><p>coverage &times; cleanliness (see audit.py); '
         "toxic symbols score 0 and are counted apart.</p>",
-        _img(figures["quality"], "quality score distribution"), "</section>",
+        _img(quality_png, "quality score distribution"), "</section>",
         '<section id="outages"><h2>Exchange-wide outages</h2><p>Days missing on every symbol listed then: reported once, not repaired per symbol.</p>',
         _table(["exchange", "from", "to", "days", "symbols listed"], outage_rows), "</section>",
         '<section id="repairs"><h2>Repairs</h2>',
@@ -208,7 +194,8 @@ def render_html(
         _table(["symbol", "gap", "status", "healed days", "missing days", "outage days", "attempts", "last tried", "last error"], repair_rows, row_classes=repair_classes),
         "</section>",
         '<section id="symbols"><h2>Symbols</h2>',
-        _table(["symbol", "status", "rows", "start", "end", "gaps", "quarantined by rule", "repairs", "quality score", "reasons"], sym_rows, row_classes=sym_classes),
+        _table(["symbol", "status", "rows", "start", "end", "gaps", "quarantined by rule", "repairs", "quality score", "reasons"], sym_rows,
+               row_classes=sym_classes, row_ids=[symbol_anchor(sym) for sym in sorted(symbols)]),
         "</section>",
         '<section id="quarantine"><h2>Quarantined events by rule</h2>',
         _table(["rule", "staging", "re-fetched (repairs)"], rule_rows), "</section>",
@@ -235,41 +222,6 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-# Coverage classes: a single missing day in a month must stand out from a full month.
-# (A month has at most 31 days, so one missing day is below 97%.)
-COVERAGE_BOUNDS = (0.0, 0.5, 0.8, 0.9, 0.9999, 1.0001)
-COVERAGE_LABELS = ("< 50%", "50-80%", "80-90%", "90-99%", "100%")
-
-
-def coverage_heatmap_png(coverage: pd.DataFrame) -> bytes:
-    """The coverage matrix as a heat map (dark green: every day; red: few; grey: not listed yet)."""
-    import matplotlib as mpl
-    from matplotlib.colors import BoundaryNorm
-
-    n_sym, n_mon = coverage.shape
-    row_in, top_in, bottom_in, left_in, right_in, width_in = 0.2, 0.45, 0.6, 1.5, 1.2, 12.0
-    height_in = top_in + bottom_in + row_in * max(n_sym, 1)
-    fig = _figure(width_in, height_in)
-    box = (left_in / width_in, bottom_in / height_in, 1 - (left_in + right_in) / width_in, row_in * max(n_sym, 1) / height_in)
-    ax = fig.add_axes(box)
-    cmap = mpl.colormaps["RdYlGn"].with_extremes(bad="#dddddd")
-    norm = BoundaryNorm(COVERAGE_BOUNDS, cmap.N)
-    data = np.ma.masked_invalid(coverage.to_numpy(dtype="float64")) if n_sym and n_mon else np.ma.masked_all((1, 1))
-    im = ax.imshow(data, aspect="auto", cmap=cmap, norm=norm, interpolation="nearest")
-    ax.set_yticks(range(n_sym), [str(s) for s in coverage.index], fontsize=8)
-    years = [(i, c[:4]) for i, c in enumerate(coverage.columns) if c.endswith("-01") or i == 0]
-    ax.set_xticks([i for i, _ in years], [y for _, y in years], fontsize=8)
-    ax.set_xticks(range(n_mon), minor=True)
-    ax.tick_params(axis="x", which="minor", length=2)
-    ax.set_xlabel("month", fontsize=9)
-    ax.set_title("share of days with a bar, per symbol and month", fontsize=10)
-    cax = fig.add_axes((box[0] + box[2] + 0.15 / width_in, box[1], 0.15 / width_in, box[3]))
-    centres = [(a + b) / 2 for a, b in zip(COVERAGE_BOUNDS[:-1], COVERAGE_BOUNDS[1:])]
-    bar = fig.colorbar(im, cax=cax, ticks=centres)
-    bar.ax.set_yticklabels(COVERAGE_LABELS, fontsize=7)
-    return _png(fig)
-
-
 def quality_hist_png(scores: Mapping[str, float], statuses: Mapping[str, str]) -> bytes:
     """Histogram of the non-toxic symbols' quality scores (range zoomed to where they lie)."""
     vals = np.array([scores[s] for s in sorted(scores) if statuses.get(s) != "toxic"], dtype="float64")
@@ -291,11 +243,25 @@ def quality_hist_png(scores: Mapping[str, float], statuses: Mapping[str, str]) -
 def _read_quarantine_dir(folder: Path) -> dict[str, dict[str, int]]:
     out = {}
     if folder.exists():
-        for path in sorted(folder.glob("*_1d.parquet")):
-            counts = quarantine_by_rule(pq.read_table(path, columns=["rule"]).to_pandas())
+        for path in sorted(folder.glob(f"*_1d{SUFFIX}")):
+            counts = quarantine_by_rule(read_columns(path, ["rule"]).column("rule").to_pylist())
             if counts:
                 out[str(SymbolId.from_filename(path.name))] = counts
     return out
+
+
+def _merged_timestamps(catalog_path: Path, symbols: Iterable[str], bars_dir: Path, repairs_dir: Path) -> Iterator[tuple[str, np.ndarray]]:
+    """(symbol, timestamps of its staged bars and repaired bars), one symbol at a time as the
+    coverage asks for them; no bars for a symbol the staging layer does not hold.
+
+    The coverage needs only the days the merged bars hold: their timestamps, one column read
+    per fragment (`read_columns` skips pyarrow's dataset layer, which costs more than the read).
+    """
+    for sym in symbols:
+        name = SymbolId.parse(sym, where=str(catalog_path)).filename
+        tables = [folder / name for folder in (bars_dir, repairs_dir)] if (bars_dir / name).exists() else []
+        parts = [read_columns(t, ["timestamp"]).column("timestamp").to_numpy() for t in tables if t.exists()]
+        yield sym, np.concatenate(parts) if parts else np.empty(0, dtype="int64")
 
 
 def write_audit_report(lakehouse_dir: Path, bars_dir: Path, quarantine_dir: Path, repairs_dir: Path, out_html: Path) -> Path:
@@ -313,24 +279,9 @@ def write_audit_report(lakehouse_dir: Path, bars_dir: Path, quarantine_dir: Path
     catalog = read_json(lakehouse_dir / CATALOG)
     audit = read_json(lakehouse_dir / AUDIT)
     as_of = parse_date(catalog.get("as_of"), field=f"{lakehouse_dir / CATALOG}: as_of")
-    timestamps = {}
-    staged_layer, repairs_layer = bars_layer(bars_dir), bars_layer(repairs_dir)
-    for sym in sorted(catalog.get("symbols") or {}):
-        sid = SymbolId.parse(sym, where=str(lakehouse_dir / CATALOG))
-        if not (bars_dir / sid.filename).exists():
-            timestamps[sym] = np.empty(0, dtype="int64")
-            continue
-        # The coverage needs only the days the merged bars hold (staged, plus repaired days):
-        # their timestamps, not six columns made into a sorted frame per symbol.
-        parts = [staged_layer.read_table(sid.filename, columns=["timestamp"])]
-        if (repairs_dir / sid.filename).exists():
-            parts.append(repairs_layer.read_table(sid.filename, columns=["timestamp"]))
-        timestamps[sym] = np.concatenate([t.column("timestamp").to_numpy() for t in parts if t is not None])
     symbols = catalog.get("symbols") or {}
-    figures = {
-        "coverage": coverage_heatmap_png(coverage_by_month(timestamps, as_of)),
-        "quality": quality_hist_png({s: float(e.get("data_quality_score", 0.0)) for s, e in symbols.items()}, {s: e.get("status") for s, e in symbols.items()}),
-    }
+    coverage = coverage_by_month(_merged_timestamps(lakehouse_dir / CATALOG, sorted(symbols), bars_dir, repairs_dir), as_of)
+    quality_png = quality_hist_png({s: float(e.get("data_quality_score", 0.0)) for s, e in symbols.items()}, {s: e.get("status") for s, e in symbols.items()})
     page = render_html(
         catalog,
         audit,
@@ -338,7 +289,8 @@ def write_audit_report(lakehouse_dir: Path, bars_dir: Path, quarantine_dir: Path
         _read_quarantine_dir(repairs_dir / QUARANTINE_SUBDIR),
         load_repair_log(repairs_dir),
         audit.get("outages", []),
-        figures,
+        coverage,
+        quality_png,
     )
     out_html = Path(out_html)
     atomic_write_bytes(out_html, page.encode("utf-8"))
