@@ -147,7 +147,10 @@ def test_the_features_stage_encodes_a_month_from_arrow_slices_exactly_as_layer_e
     # issue 14 item 8: the features stage splits each symbol's rows into month slices once and
     # encodes a month from Arrow tables; the bytes must be those of `Layer.encode` on pandas
     # (NaN stored as null, rows sorted by (symbol, timestamp), whatever order the parts come in).
-    from quantlake.data.feature_months import encode_rows, months_of, rows_table
+    from quantlake.data.feature_months import encode_rows, months_of
+
+    def rows_table(frame):
+        return pa.Table.from_pandas(frame, schema=LONG_SCHEMA, preserve_index=False)
 
     layer = features_layer(tmp_path)
     frames = []

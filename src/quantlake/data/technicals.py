@@ -473,9 +473,15 @@ def technical_ratings(bars: pd.DataFrame, *, where: str = "bars") -> pd.DataFram
     `open, high, low, close, volume`); other columns are ignored. `where` names the symbol or
     file in error messages. Row t depends only on bars 0..t.
     """
+    return _frame(*rating_columns(bars, where=where), FEATURE_COLUMNS)
+
+
+def rating_columns(bars: pd.DataFrame, *, where: str = "bars") -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """`technical_ratings` as (timestamps, {feature column: values}): the same arrays, no frame
+    (the feature store converts them to Arrow directly)."""
     ts, o, h, l, c, v = _bar_arrays(bars, where)
     ind = _indicator_values(o, h, l, c, v)
-    return _frame(ts, {**_ratings(_votes(ind, c)), **ind}, FEATURE_COLUMNS)
+    return ts, {**_ratings(_votes(ind, c)), **ind}
 
 
 def technical_votes(bars: pd.DataFrame, *, where: str = "bars") -> pd.DataFrame:
