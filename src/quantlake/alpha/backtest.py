@@ -242,7 +242,7 @@ def walk_forward(
     returns: pd.DataFrame,
     traded_value: pd.DataFrame,
     params: BacktestParams,
-    ratings: pd.DataFrame | None = None,
+    ratings: pd.DataFrame | RatingsTable | None = None,
     eligible: pd.DataFrame | None = None,
     rankings: dict | None = None,
 ) -> BacktestResult:

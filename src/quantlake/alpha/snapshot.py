@@ -140,6 +140,13 @@ class Snapshot:
         dictionary = ["symbol"] if symbol_category and (columns is None or "symbol" in columns) else None
         return pq.read_table(path, columns=columns, filters=filters or None, read_dictionary=dictionary).to_pandas()
 
+    def feature_files(self) -> list[Path]:
+        """The feature table's Parquet files in key order (verified; [] when the snapshot has none)."""
+        if "features" not in self.manifest:
+            return []
+        self.verify("features")
+        return fragment_files(self.path / PARTS["features"])
+
     def universe(self) -> pd.DataFrame | None:
         """The point-in-time universe's intervals (verified), or None when the snapshot has none."""
         if "universe" not in self.manifest:
