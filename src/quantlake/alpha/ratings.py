@@ -44,32 +44,56 @@ class RatingsTable:
 
     @classmethod
     def read(cls, files: list[str | Path]) -> "RatingsTable":
-        """The index of the rows of `files` (Parquet fragments of the feature table, in order)."""
-        parts, names = [], set()
-        for path in files:
+        """The index of the rows of `files` (Parquet fragments of the feature table, in order).
+
+        Each fragment is read and copied into arrays allocated once for all the rows (the
+        row counts come from the footers): no table, frame or list of parts of the whole.
+        """
+        counts = [pq.ParquetFile(path).metadata.num_rows for path in files]
+        days, codes = np.empty(sum(counts), "int64"), np.empty(sum(counts), "int32")
+        values = np.empty((sum(counts), len(RATING_COLUMNS)))
+        names: dict[str, int] = {}  # first seen order; renumbered by name below
+        at = 0
+        for path, n in zip(files, counts):
             table = pq.ParquetFile(path).read(columns=list(RATING_SOURCE_COLUMNS), use_threads=False)
-            symbols = table.column("symbol").combine_chunks().cast(pa.string())
-            values = np.column_stack([table.column(c).to_numpy().astype("float64", copy=False) for c in RATING_COLUMNS.values()])
-            parts.append((table.column("timestamp").to_numpy().astype("int64", copy=False), symbols, values))
-            names.update(pc.unique(symbols.drop_null()).to_pylist())
-        ordered = np.array(sorted(names), dtype=object)
-        lookup = pa.array(ordered.tolist(), pa.string())
-        codes = [pc.fill_null(pc.index_in(symbols, value_set=lookup), -1).to_numpy().astype("int64") for _, symbols, _ in parts]
+            rows = slice(at, at + n)
+            days[rows] = table.column("timestamp").to_numpy()
+            for j, c in enumerate(RATING_COLUMNS.values()):
+                values[rows, j] = table.column(c).to_numpy()  # a null is NaN, as in the frame
+            symbols = pc.dictionary_encode(table.column("symbol").combine_chunks().cast(pa.string()))
+            local = np.array([names.setdefault(s, len(names)) for s in symbols.dictionary.to_pylist()] or [0], dtype="int32")
+            index = symbols.indices
+            codes[rows] = np.where(index.is_valid().to_numpy(zero_copy_only=False), local[index.fill_null(0).to_numpy()], -1)
+            at += n
+        ordered = sorted(names)
+        rank = np.empty(len(names) + 1, dtype="int32")
+        rank[[names[s] for s in ordered]] = np.arange(len(ordered), dtype="int32")
+        rank[-1] = -1  # code -1 (no symbol) stays -1
         out = cls.__new__(cls)
-        out._index(np.concatenate([d for d, _, _ in parts] or [np.empty(0, "int64")]), np.concatenate(codes or [np.empty(0, "int64")]),
-                   ordered, np.concatenate([v for _, _, v in parts] or [np.empty((0, len(RATING_COLUMNS)))]))
+        out._index(days, rank[codes], np.array(ordered, dtype=object), values)
         return out
 
     def _index(self, days: np.ndarray, codes: np.ndarray, names: np.ndarray, values: np.ndarray) -> None:
-        """Rows of symbol code c (in `names` order; -1: no symbol) sorted by day, stably."""
+        """Rows of symbol code c (in `names` order; -1: no symbol) sorted by day, stably.
+
+        One int64 key (symbol, day) is sorted (stable: of two rows for one day the later one in
+        the table comes last) and kept for the searches; the values are permuted a column at a
+        time (the peak is one column, not a second copy of the table).
+        """
         self.rows, self.names = int(days.size), names
-        known = np.flatnonzero(codes >= 0)
-        order = known[np.lexsort((days[known], codes[known]))]  # by symbol, then day; stable
-        self.days, self.values = days[order], values[order]
-        # rows of symbol c: [first[c], first[c + 1]); one sorted key (symbol, day) for all searches
-        self.first = np.r_[0, np.cumsum(np.bincount(codes[order], minlength=len(names)))]
-        self.origin, self.span = (int(self.days.min()), int(self.days.max() - self.days.min()) + 2) if order.size else (0, 2)
-        self.key = codes[order].astype("int64") * self.span + (self.days - self.origin)
+        known = codes >= 0
+        if not known.all():
+            days, codes, values = days[known], codes[known], values[known]
+        self.origin, self.span = (int(days.min()), int(days.max() - days.min()) + 2) if days.size else (0, 2)
+        key = codes.astype("int64") * self.span + (days - self.origin)
+        order = np.argsort(key, kind="stable")
+        self.key = key[order]
+        del key
+        for j in range(values.shape[1]):
+            values[:, j] = values[order, j]
+        self.values = values
+        # rows of symbol c: [first[c], first[c + 1])
+        self.first = np.r_[0, np.cumsum(np.bincount(codes, minlength=len(names)))].astype("int64")
 
     def __len__(self) -> int:
         return self.rows
@@ -79,10 +103,11 @@ class RatingsTable:
         if not self.key.size:
             return [], np.empty((0, len(RATING_COLUMNS)))
         lo_ms, hi_ms = start.value // 1_000_000, as_of.value // 1_000_000
-        offset = min(max(hi_ms - self.origin, -1), self.span - 2)  # stays inside each symbol's key range
-        targets = np.arange(len(self.names), dtype="int64") * self.span + offset
-        last = np.searchsorted(self.key, targets, side="right") - 1  # each symbol's last day <= as_of
-        have = (last >= self.first[:-1]) & (self.days[np.maximum(last, 0)] >= lo_ms)
+        base = np.arange(len(self.names), dtype="int64") * self.span
+        # offsets clipped to [-1, span - 2] stay inside each symbol's key range
+        last = np.searchsorted(self.key, base + min(max(hi_ms - self.origin, -1), self.span - 2), side="right") - 1
+        day = self.key[np.maximum(last, 0)] - base + self.origin  # the found row's day (when in the symbol's rows)
+        have = (last >= self.first[:-1]) & (day >= lo_ms)
         return [str(n) for n in self.names[have]], self.values[last[have]]
 
 
