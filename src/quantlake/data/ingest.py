@@ -297,12 +297,12 @@ def _commit(job: _Job, store: StagingStore, cfg: IngestConfig, now: dt.datetime,
     # quarantined bar that passed the not_closed check when it was stored (a toxic tail, say)
     # into a `not_closed` one.
     seen = [parse_date(old_entry["end_date"])] if old_entry.get("end_date") else []
-    passed = old_q.loc[~old_q["rule"].isin(NOT_RESTORABLE | {"misaligned_timestamp"}), "timestamp"]
+    passed = old_q.loc[~old_q["rule"].isin(NOT_RESTORABLE | {"misaligned_timestamp"}), "timestamp"] if len(old_q) else ()
     if len(passed):
         seen.append(ms_to_date(int(passed.max())))
     as_of = max([cfg.as_of, *seen])
     result = sanitize(new, symbol=str(sid), as_of=as_of, rules=cfg.rules)
-    kept_old = old_q[old_q["rule"].isin(NOT_RESTORABLE)]
+    kept_old = old_q[old_q["rule"].isin(NOT_RESTORABLE)] if len(old_q) else old_q
     quarantine = sort_quarantine(pd.concat([result.quarantine, kept_old], ignore_index=True)) if len(kept_old) else result.quarantine
 
     starts = [w[0] for w in job.windows]
