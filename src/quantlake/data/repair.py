@@ -57,6 +57,7 @@ from .staging import StagingStore, bars_layer, quarantine_frame, quarantine_laye
 
 REPAIR_LOG = "_repair_log.json"
 _NO_BARS = empty_bars()
+READ_CHUNK = 32  # symbols a worker reads per task
 QUARANTINE_SUBDIR = "quarantine"
 GAP_STATUSES = ("healed", "partial", "unrepairable", "pending", "outage")
 RETRIED = frozenset({"partial", "unrepairable"})
@@ -494,8 +495,11 @@ def _load_series(layer: RepairLayer, files: dict[str, Path], summary: RepairSumm
     staging now holds is dropped (staging wins) and reported as drift when the values differ."""
     series, drift = {}, {}
     items = list(files.items())
-    for (sym, path), (staged, repairs) in zip(items, iter_ordered(_read_series, items, processes, layer.root)):
-        s = series[sym] = _Series(path, staged, repairs)
+    # a few dozen symbols a task: one table is ~1 ms of reading, and a task costs about that again
+    chunks = [items[i : i + READ_CHUNK] for i in range(0, len(items), READ_CHUNK)]
+    read = (one for chunk in iter_ordered(_read_series, chunks, processes, layer.root) for one in chunk)
+    for (sym, path), (staged, repairs) in zip(items, read):
+        s = series[sym] = _Series(path, staged, _NO_BARS.copy() if repairs is None else repairs)
         if s.repairs.empty:
             continue
         d = drift_rows(s.staging, s.repairs)
@@ -507,10 +511,10 @@ def _load_series(layer: RepairLayer, files: dict[str, Path], summary: RepairSumm
     return series, drift
 
 
-def _read_series(repairs_root: Path, item: tuple[str, Path]) -> tuple[np.ndarray, pd.DataFrame]:
-    """(staged timestamps, repaired bars) of one symbol: runs in a worker process."""
-    sym, path = item
-    return _read_table(path, ["timestamp"]).column("timestamp").to_numpy(), RepairLayer(repairs_root).read_bars(SymbolId.parse(sym))
+def _read_series(repairs_root: Path, chunk: list[tuple[str, Path]]) -> list[tuple[np.ndarray, pd.DataFrame | None]]:
+    """(staged timestamps, repaired bars or None) of each symbol of `chunk`: runs in a worker."""
+    repairs = bars_layer(repairs_root)
+    return [(_read_table(path, ["timestamp"]).column("timestamp").to_numpy(), repairs.read(SymbolId.parse(sym).filename)) for sym, path in chunk]
 
 
 def _fetch_all(source: Source, windows: list[Window], cfg: RepairConfig, clock: Callable[[], float]) -> dict[str, _Fetched]:

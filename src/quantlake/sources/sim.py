@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..contracts import DAY_MS, ContractError, SymbolId, date_to_ms, ms_to_date
+from ..parallel import iter_ordered
 from ..params_base import Section, check
 from .base import Market, SourceError
 
@@ -242,17 +243,27 @@ class SimExchange:
     name = "sim"
     exchange = EXCHANGE
 
-    def __init__(self, seed: int = SimConfig.seed, extra_symbols: int = SimConfig.extra_symbols):
+    def __init__(self, seed: int = SimConfig.seed, extra_symbols: int = SimConfig.extra_symbols, processes: int = 1):
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise ContractError(f"data.sim.seed must be an integer, got {seed!r}")
         if not isinstance(extra_symbols, int) or isinstance(extra_symbols, bool) or not 0 <= extra_symbols <= MAX_EXTRA_SYMBOLS:
             raise ContractError(f"data.sim.extra_symbols must be an integer in [0, {MAX_EXTRA_SYMBOLS}], got {extra_symbols!r}")
         self.seed = seed
         self.extra_symbols = extra_symbols
+        self.processes = processes  # processes generating the blocks list_markets needs (0 = one per core)
         self.requests = 0  # source calls, so tests can prove a run made none
         self.blocks_generated = 0  # so tests can prove a narrow use generates only what it needs
         self._blocks: OrderedDict[int, dict[str, _Series]] = OrderedDict()
         self._lock = threading.RLock()
+
+    def __getstate__(self) -> dict:
+        # a worker process gets the parameters and the (small) universe, not the cached blocks
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_blocks", "_lock")}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._blocks, self._lock = OrderedDict(), threading.RLock()
 
     # -- universe -------------------------------------------------------------------------
 
@@ -336,20 +347,21 @@ class SimExchange:
 
     def list_markets(self, as_of: dt.date) -> list[Market]:
         self._count()
+        listed = [sym for sym, spec in self._specs.items() if spec["listed"] <= as_of]
+        self._factors  # noqa: B018  (computed once, before the workers start: they inherit it)
+        blocks = sorted({self._columns[sym] // BLOCK_SYMBOLS for sym in listed})
+        trading: dict[str, tuple[dt.date, float, float]] = {}
+        for facts in iter_ordered(_block_trading, [(b, as_of) for b in blocks], self.processes, self):
+            trading.update(facts)
         markets = []
-        last_ms = date_to_ms(as_of)
-        for sym, spec in self._specs.items():
-            if spec["listed"] > as_of:
-                continue
-            series = self._series(sym)
-            n = int(np.searchsorted(series.timestamp, last_ms, side="right"))  # bars up to as_of
+        for sym in listed:
+            spec = self._specs[sym]
             status = "TRADING"
             if spec["base"] in DELISTED and DELISTED[spec["base"]] <= as_of:
                 status = "BREAK"
             elif spec["base"] in HALTED and HALTED[spec["base"]] <= as_of:
                 status = "HALT"
-            tail = slice(max(n - 30, 0), n)
-            value = pd.Series(series.values[3][tail] * series.values[4][tail])
+            last_day, value_24h, value_30d = trading[sym]
             markets.append(
                 Market(
                     symbol=SymbolId.of(EXCHANGE, sym),
@@ -357,13 +369,28 @@ class SimExchange:
                     quote=spec["quote"],
                     status=status,
                     listed_on=spec["listed"],
-                    last_trade_on=ms_to_date(int(series.timestamp[n - 1])),
-                    traded_value_24h=float(value.iloc[-1]),
-                    traded_value_30d=float(value.median()),
+                    last_trade_on=last_day,
+                    traded_value_24h=value_24h,
+                    traded_value_30d=value_30d,
                     extra={"sector": spec["sector"]},
                 )
             )
         return markets
+
+    def _trading(self, block: int, as_of: dt.date) -> dict[str, tuple[dt.date, float, float]]:
+        """Symbol -> (last trade day, last day's traded value, median of the last 30 days') for
+        the symbols of a block listed by `as_of`."""
+        out = {}
+        last_ms = date_to_ms(as_of)
+        for sym in list(self._specs)[block * BLOCK_SYMBOLS : (block + 1) * BLOCK_SYMBOLS]:
+            if self._specs[sym]["listed"] > as_of:
+                continue
+            series = self._series(sym)
+            n = int(np.searchsorted(series.timestamp, last_ms, side="right"))  # bars up to as_of
+            tail = slice(max(n - 30, 0), n)
+            value = pd.Series(series.values[3][tail] * series.values[4][tail])
+            out[sym] = (ms_to_date(int(series.timestamp[n - 1])), float(value.iloc[-1]), float(value.median()))
+        return out
 
     def fetch_bars(self, symbol: SymbolId, start: dt.date, end: dt.date) -> pd.DataFrame:
         self._count()
@@ -378,6 +405,10 @@ class SimExchange:
                 if d.kind == "healable_gap" and d.symbol == sym:
                     window &= (ts < date_to_ms(d.start)) | (ts > date_to_ms(d.end))
         return series.rows(window)
+
+
+def _block_trading(sim: SimExchange, item: tuple[int, dt.date]) -> dict[str, tuple[dt.date, float, float]]:
+    return sim._trading(*item)  # in a worker process: one block generated and summarised
 
 
 def _symbol_bars(sym: str, spec: dict, rng: np.random.Generator, idio: np.ndarray, market: np.ndarray, sector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -445,7 +476,7 @@ def _inject_defects(sym: str, ts: np.ndarray, values: np.ndarray) -> _Series:
 
 def from_params(data) -> SimExchange:
     """The source of `data.source: sim` from the typed `data` section."""
-    return SimExchange(seed=data.sim.seed, extra_symbols=data.sim.extra_symbols)
+    return SimExchange(seed=data.sim.seed, extra_symbols=data.sim.extra_symbols, processes=data.processes)
 
 
 __all__ = ["SimExchange", "SimConfig", "DEFECTS", "Defect", "from_params", "EXCHANGE", "DAY_MS"]
