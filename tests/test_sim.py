@@ -138,3 +138,9 @@ def test_a_narrow_use_generates_only_its_block_and_memory_stays_at_a_few_blocks(
     blocks = -(-len(sim._specs) // BLOCK_SYMBOLS)
     assert sim.blocks_generated == blocks  # block 0 was still cached; every other one generated once
     assert 1 <= len(sim._blocks) <= CACHED_BLOCKS
+
+
+def test_list_markets_is_the_same_with_its_blocks_made_by_two_processes():
+    one = SimExchange(seed=5, extra_symbols=2 * BLOCK_SYMBOLS).list_markets(AS_OF)
+    two = SimExchange(seed=5, extra_symbols=2 * BLOCK_SYMBOLS, processes=2).list_markets(AS_OF)
+    assert len(one) > 2 * BLOCK_SYMBOLS and two == one
