@@ -144,7 +144,8 @@ def holed_staging(tmp_path_factory) -> Path:
         bars = store.read_bars(sid)
         i = np.arange(len(bars)) - 13 * k  # other days for each symbol: no exchange-wide outage
         keep = ~np.any([(i >= a) & (i < a + n) for a, n in HOLES], axis=0)
-        store.commit(sid, bars[keep].reset_index(drop=True), store.read_quarantine(sid), state["symbols"][sym], state, updated_at="2026-11-26T12:00:00Z")
+        state["symbols"][sym] = store.commit(sid, bars[keep].reset_index(drop=True), store.read_quarantine(sid), state["symbols"][sym], updated_at="2026-11-26T12:00:00Z")
+    store.write_state(state)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"].update({"start": "2023-01-01", "workers": 2})
     (root / "params.yaml").write_text(yaml.safe_dump(params))

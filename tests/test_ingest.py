@@ -163,15 +163,17 @@ def full_ingestion(sim, tmp_path_factory):
     cuts=st.lists(st.integers(min_value=1, max_value=SPAN), min_size=1, max_size=5, unique=True),
     order=st.randoms(use_true_random=False),
     workers=st.integers(min_value=1, max_value=3),
+    processes=st.integers(min_value=1, max_value=2),
 )
-def test_any_split_in_any_order_gives_byte_identical_files(sim, full_ingestion, cuts, order, workers):
+def test_any_split_in_any_order_gives_byte_identical_files(sim, full_ingestion, cuts, order, workers, processes):
     bounds = [0, *sorted(cuts), SPAN + 1]
     windows = [(P_START + dt.timedelta(days=a), P_START + dt.timedelta(days=b - 1)) for a, b in zip(bounds, bounds[1:])]
     order.shuffle(windows)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp)
         for a, b in windows:
-            ingest_symbols(PROP_SYMS, sim, store_at(path), cfg(start=a.isoformat(), as_of=b.isoformat(), workers=workers), now=NOW, log=quiet)
+            ingest_symbols(PROP_SYMS, sim, store_at(path), cfg(start=a.isoformat(), as_of=b.isoformat(), workers=workers, processes=processes),
+                           now=NOW, log=quiet)
         assert _files(path) == full_ingestion
 
 
@@ -208,3 +210,47 @@ def test_the_bookkeeping_write_period_grows_with_its_cost():
     assert next_flush_after(0.001) == STATE_FLUSH_S
     assert next_flush_after(0.4) == pytest.approx(0.4 / STATE_FLUSH_SHARE)
     assert 0.4 / next_flush_after(0.4) <= STATE_FLUSH_SHARE + 1e-12
+
+
+def _tree(path: Path) -> dict:
+    """sha256 of every file a run leaves (tables, bookkeeping, freshness), by relative path."""
+    return {str(p.relative_to(path)): sha256_file(p) for p in sorted(path.rglob("*")) if p.is_file() and not p.name.endswith(".lock")}
+
+
+def test_one_and_two_commit_processes_give_byte_identical_staging_trees(tmp_path, sim):
+    defects = [SymbolId.parse(f"SIM:{s}") for s in ("XVGUSDT", "FTTUSDT", "EOSUSDT", "DOTUSDT", "ATOMUSDT")]
+    symbols = [*SYMS, *defects, SymbolId.parse("SIM:LUNAUSDT")]  # LUNA: nothing in the window, no file
+    trees = {}
+    for processes in (1, 2):
+        root = tmp_path / f"p{processes}"
+        summary = ingest_symbols(symbols, sim, store_at(root), cfg(as_of="2026-11-10", processes=processes), now=NOW, log=quiet)
+        assert summary.count("fetched") == len(symbols) and not summary.failed
+        # and an incremental run on top: a tail, a head, and the symbols already fresh
+        ingest_symbols(symbols, sim, store_at(root), cfg(start="2023-06-01", processes=processes), now=NOW + dt.timedelta(hours=13), log=quiet)
+        trees[processes] = _tree(root)
+    assert trees[1] == trees[2]
+    assert sum(name.endswith(".parquet") for name in trees[1]) >= 2 * len(SYMS)
+    assert {"bars/_ingest_state.json", ".freshness.json"} <= set(trees[1])
+    assert any(name.startswith("quarantine/SIM_XVGUSDT") for name in trees[1])
+
+
+def test_the_bookkeeping_keeps_the_intent_records_of_commits_it_does_not_hold(tmp_path, sim):
+    """A batched bookkeeping write while other symbols' commits run (in worker processes)
+    drops only the intent records of the symbols it holds: a crash right after it still
+    finds the running commits' files announced, so they are adopted, never set aside."""
+    store = store_at(tmp_path)
+    ingest_symbols(SYMS[:2], sim, store, cfg(as_of="2026-11-10"), now=NOW, log=quiet)
+    state = store.load_state()
+    longer = {sid: store.read_bars(sid) for sid in SYMS[:2]}
+    running = SYMS[1]  # its commit is "still running" when the bookkeeping is written
+    for sid in SYMS[:2]:
+        bars = longer[sid].iloc[:-3]  # any change: three bars fewer
+        entry = store.commit(sid, bars, store.read_quarantine(sid), state["symbols"][str(sid)], updated_at="2026-11-26T12:00:00Z")
+        if sid != running:
+            state["symbols"][str(sid)] = entry
+    store.write_state(state, settled=[str(SYMS[0])])
+    assert store.bars.intent_path(running.filename).exists()
+    assert not store.bars.intent_path(SYMS[0].filename).exists()
+    healed = store_at(tmp_path).load_state()["symbols"]
+    assert healed[str(running)]["rows"] == len(longer[running]) - 3 and not healed[str(running)].get("corrupt")
+    assert healed[str(SYMS[0])]["rows"] == len(longer[SYMS[0]]) - 3

@@ -172,3 +172,24 @@ def test_the_features_stage_encodes_a_month_from_arrow_slices_exactly_as_layer_e
     # several symbols at once (a spill chunk): grouped by month, each month encodes the same
     chunk = months_of(pa.concat_tables([rows_table(f) for f in frames]).combine_chunks())
     assert {k: encode_rows(layer, [v]) for k, v in chunk.items()} == {k: {k: v} for k, v in expected.items()}
+
+
+def test_encode_gives_the_bytes_of_the_pandas_conversion_whatever_the_row_order(tmp_path):
+    """`encode` skips the sort of sorted rows and converts plain number columns itself; the
+    fragments must stay those of a stable sort and `Table.from_pandas` (NaN is null)."""
+    layer = Layer(tmp_path, OHLCV_SCHEMA)
+    frame = bars("2024-11-01", 200, seed=3)
+    frame.loc[[5, 150], "volume"] = np.nan  # a value some layers hold (features: warm-up NaN)
+
+    def reference(frame):
+        frame = frame.sort_values("timestamp", kind="stable").reset_index(drop=True)
+        table = pa.Table.from_pandas(frame[list(OHLCV_SCHEMA.names)], schema=OHLCV_SCHEMA, preserve_index=False)
+        keys = period_keys(frame["timestamp"].to_numpy(), "year")
+        return {k: table_to_parquet_bytes(table.take(pa.array(np.flatnonzero(keys == k)))) for k in sorted(set(keys.tolist()))}
+
+    expected = reference(frame)
+    assert set(expected) == {"2024-2024", "2025-Q1", "2025-Q2"}
+    assert pq.read_table(pa.BufferReader(expected["2024-2024"])).column("volume").null_count == 1
+    shuffled = frame.sample(frac=1.0, random_state=1)  # takes the sorting path
+    assert layer.encode(frame) == expected and layer.encode(shuffled) == expected
+    assert layer.encode(frame.astype({"open": "object"})) == expected  # not plain numbers: from_pandas

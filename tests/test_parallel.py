@@ -77,3 +77,63 @@ def test_iter_batched_is_one_result_per_item_in_order_whatever_the_batch(batch):
     with pytest.raises(ValueError, match="item 3 is bad"):
         list(iter_batched(_fails, list(range(6)), 2, None, batch))
     assert list(iter_batched(_scaled, [], 2, {"factor": 1}, batch)) == []
+
+
+def _square(shared, item):
+    return item * item
+
+
+def test_a_lazy_input_is_read_only_a_few_items_ahead_of_the_results():
+    read = []
+
+    def produce():
+        for i in range(50):
+            read.append(i)
+            yield i
+
+    stream = iter_ordered(_square, produce(), 2)
+    assert next(stream) == 0
+    assert 2 * 2 <= len(read) <= 2 * 2 + 1  # AHEAD items per worker, plus the one refilled
+    assert list(stream) == [i * i for i in range(1, 50)] and len(read) == 50
+
+
+_ORPHAN_SCRIPT = """
+import os, sys, time
+from quantlake.parallel import iter_ordered
+
+def nap(shared, item):
+    os.write(1, f"{os.getpid()}\\n".encode())  # one write: two workers' lines never interleave
+    time.sleep(60)
+
+for _ in iter_ordered(nap, range(4), 2):
+    pass
+"""
+
+
+def test_workers_die_with_the_process_that_started_them(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "orphans.py"
+    script.write_text(_ORPHAN_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env)
+    workers = {int(proc.stdout.readline()), int(proc.stdout.readline())}
+    assert proc.pid not in workers and len(workers) == 2
+    proc.send_signal(signal.SIGKILL)  # as a user's kill -9 or the OOM killer would
+    proc.wait(30)
+    deadline = time.monotonic() + 30
+    while workers and time.monotonic() < deadline:
+        workers = {pid for pid in workers if _alive(pid)}
+        time.sleep(0.05)
+    assert not workers, f"worker(s) {workers} outlived their parent"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"  # a zombie is dead
+    except FileNotFoundError:
+        return False

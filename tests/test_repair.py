@@ -319,3 +319,14 @@ def test_one_symbol_cannot_tell_an_outage_and_listing_edges_are_not_outages():
     assert detect_outages({"X:A": missing_days(alone["X:A"]), "X:B": missing_days(alone["X:A"])}, {"X:A": listed_range(alone["X:A"]), "X:B": listed_range(alone["X:A"])}) == [
         {"from": "2024-01-10", "to": "2024-01-10", "days": 1, "symbols": 2}
     ]
+
+
+def test_one_and_two_reading_processes_give_byte_identical_repairs(staged, tmp_path, sim):
+    trees = {}
+    for processes in (1, 2):
+        shutil.copytree(staged / "staging", tmp_path / f"p{processes}" / "staging")
+        layers = Layers(tmp_path / f"p{processes}")
+        summary = repair(layers, sim, processes=processes)
+        assert summary.healed >= 1 and summary.unrepairable >= 1
+        trees[processes] = {str(p.relative_to(layers.repairs)): p.read_bytes() for p in sorted(layers.repairs.rglob("*")) if p.is_file()}
+    assert trees[1] == trees[2] and any(name.endswith(".parquet") for name in trees[1])

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from quantlake.storage import LockTimeout, atomic_write_bytes, atomic_write_json, file_lock, read_json
+from quantlake.storage import LockTimeout, atomic_write_bytes, atomic_write_files, atomic_write_json, file_lock, read_json
 
 
 def test_atomic_write_replaces_and_leaves_no_temp_file(tmp_path):
@@ -181,3 +181,22 @@ def test_lock_is_released_when_the_holder_is_killed(tmp_path):
     p.join()
     with file_lock(lock, timeout=5):
         pass
+
+
+def test_a_table_of_files_is_written_atomically_with_one_folder_sync_after_the_last_rename(tmp_path, monkeypatch):
+    calls = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append(("fsync", _fd_path(fd))) or real_fsync(fd))
+    monkeypatch.setattr(os, "replace", lambda src, dst: calls.append(("replace", os.path.realpath(src), os.path.realpath(dst))) or real_replace(src, dst))
+    (tmp_path / "b.bin").write_bytes(b"old")
+    atomic_write_files(tmp_path, {"a.bin": b"1", "b.bin": b"22", "c.bin": b"333"})
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == {"a.bin": b"1", "b.bin": b"22", "c.bin": b"333"}  # no temp file left
+    renames = [i for i, c in enumerate(calls) if c[0] == "replace"]
+    assert len(renames) == 3
+    for i in renames:  # each file's bytes are on disk before its name points at them
+        assert ("fsync", calls[i][1]) in calls[:i]
+    folder_syncs = [i for i, c in enumerate(calls) if c == ("fsync", os.path.realpath(tmp_path))]
+    assert len(folder_syncs) == 1 and folder_syncs[0] > renames[-1]  # once, after the last rename
+    atomic_write_files(tmp_path / "never", {})
+    assert not (tmp_path / "never").exists()  # nothing to write: no folder made

@@ -11,25 +11,32 @@ For every candidate symbol:
   fetches gives byte-identical files), then commit the quarantine file, the bar file and the
   bookkeeping, in that order, each atomically.
 
-Fetches run in a bounded thread pool; commits happen in the calling thread. A symbol that
-fails is reported and the others go on; a source whose host cannot be reached at all
-(`HostUnreachable`) stops the batch after saving what was committed, and its one-line message
-is raised. The whole run holds the staging lock, so two ingest
-processes are serialized and never lose each other's bookkeeping.
+Fetches run in a bounded thread pool of the calling process (`data.workers`: a network
+source's rate limiter lives there); the sanitize-and-commit work of each fetched symbol runs
+in `data.processes` worker processes (`quantlake.parallel`), each symbol whole in one process,
+so the files are the same bytes for any number of processes. Only the calling process writes
+the bookkeeping, in symbol order. A symbol that fails is reported and the others go on; a
+source whose host cannot be reached at all (`HostUnreachable`) stops the batch after saving
+what was committed, and its one-line message is raised. The whole run holds the staging lock,
+so two ingest processes are serialized and never lose each other's bookkeeping.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
 
 import pandas as pd
 
-from ..contracts import ContractError, SymbolId, ms_to_date, parse_date
+from ..contracts import OHLCV_COLUMNS, ContractError, SymbolId, ms_to_date, parse_date
+from ..parallel import iter_ordered, resolve_workers
 from ..params import DataParams, coerce_section
 from ..progress import progress_bar
 from ..sources.base import HostUnreachable, Source, SourceError
@@ -56,13 +63,15 @@ class IngestConfig:
     as_of: dt.date
     start: dt.date
     freshness_hours: float = DataParams.freshness_hours
-    workers: int = DataParams.workers
+    workers: int = DataParams.workers  # fetch threads
+    processes: int = DataParams.processes  # sanitize-and-commit processes (0 = one per core)
     rules: QualityRules = field(default_factory=QualityRules)
 
     @classmethod
     def from_params(cls, data: DataParams) -> "IngestConfig":
         data = coerce_section(DataParams, data)
-        return cls(as_of=data.require_as_of(), start=data.start, freshness_hours=data.freshness_hours, workers=data.workers, rules=data.rules)
+        return cls(as_of=data.require_as_of(), start=data.start, freshness_hours=data.freshness_hours, workers=data.workers,
+                   processes=data.processes, rules=data.rules)
 
 
 @dataclass
@@ -124,16 +133,73 @@ def _checked_recently(entry: dict, cfg: IngestConfig, now: dt.datetime) -> bool:
     return age.total_seconds() < cfg.freshness_hours * 3600
 
 
-@dataclass
-class _Fetched:
+@dataclass(frozen=True)
+class _Job:
+    """One symbol for a commit worker: what was fetched (or why it failed) and its bookkeeping."""
+
     sid: SymbolId
     windows: list[tuple[dt.date, dt.date]]
     frames: list[pd.DataFrame]
+    entry: dict  # the symbol's bookkeeping before this run ({} when new)
+    failure: str | None = None  # the fetch failed: the outcome's detail
 
 
-def _fetch(source: Source, sid: SymbolId, windows: list[tuple[dt.date, dt.date]]) -> _Fetched:
-    frames = [source.fetch_bars(sid, a, b) for a, b in windows]
-    return _Fetched(sid, windows, frames)
+@dataclass(frozen=True)
+class _CommitContext:
+    """What every commit worker shares (small: it travels to each worker once)."""
+
+    bars_dir: Path
+    quarantine_dir: Path
+    max_gap_days: int
+    cfg: IngestConfig
+    now: dt.datetime
+    source_name: str
+
+
+class _Fetcher:
+    """The planned fetches as `_Job`s in plan order, `ahead` of them in flight in a thread pool.
+
+    On `HostUnreachable` the fetches not started are cancelled and the ones already served are
+    still handed over; the error is kept in `unreachable` for the caller to raise at the end.
+    """
+
+    def __init__(self, source: Source, todo: list[tuple[SymbolId, list[tuple[dt.date, dt.date]]]], state: dict, workers: int):
+        self.source, self.todo, self.state, self.workers = source, todo, state, workers
+        self.unreachable: HostUnreachable | None = None
+
+    def jobs(self) -> Iterator[_Job]:
+        plan = iter(self.todo)
+        pending: deque[tuple[SymbolId, list, Future]] = deque()
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="ingest") as pool:
+
+            def submit(count: int) -> None:
+                for sid, windows in itertools.islice(plan, count if self.unreachable is None else 0):
+                    pending.append((sid, windows, pool.submit(_fetch, self.source, sid, windows)))
+
+            submit(4 * self.workers)
+            while pending:
+                sid, windows, fut = pending.popleft()
+                if fut.cancelled():
+                    continue
+                entry = dict(self.state["symbols"].get(str(sid)) or {})
+                try:
+                    frames = fut.result()
+                except HostUnreachable as exc:  # every other symbol would fail the same way
+                    self.unreachable = self.unreachable or exc
+                    for _, _, other in pending:
+                        other.cancel()
+                    continue
+                except (SourceError, ContractError) as exc:
+                    yield _Job(sid, windows, [], entry, failure=str(exc))
+                except Exception as exc:  # one bad symbol never sinks the batch
+                    yield _Job(sid, windows, [], entry, failure=f"{sid}: {type(exc).__name__}: {exc}")
+                else:
+                    yield _Job(sid, windows, frames, entry)
+                submit(1)
+
+
+def _fetch(source: Source, sid: SymbolId, windows: list[tuple[dt.date, dt.date]]) -> list[pd.DataFrame]:
+    return [source.fetch_bars(sid, a, b) for a, b in windows]
 
 
 def ingest_symbols(
@@ -164,82 +230,87 @@ def ingest_symbols(
                 outcomes[str(sid)] = SymbolOutcome(str(sid), "skipped", "fresh")
         calls = sum(len(w) for _, w in todo)
         bar = progress_bar(len(todo), "ingest", "symbols", progress)
-        with ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="ingest") as pool:
-            futures = {pool.submit(_fetch, source, sid, windows): sid for sid, windows in todo}
-            last_flush, flush_every = time.monotonic(), STATE_FLUSH_S
-            unreachable: HostUnreachable | None = None
-            for fut in as_completed(futures):
-                sid = futures[fut]
-                if fut.cancelled():
-                    continue
-                try:
-                    outcome = _commit(fut.result(), store, state, cfg, now, source)
-                except HostUnreachable as exc:  # every other symbol would fail the same way
-                    unreachable = unreachable or exc
-                    for other in futures:
-                        other.cancel()
-                    continue
-                except (SourceError, ContractError) as exc:
-                    outcome = SymbolOutcome(str(sid), "failed", str(exc))
-                except Exception as exc:  # one bad symbol never sinks the batch
-                    outcome = SymbolOutcome(str(sid), "failed", f"{sid}: {type(exc).__name__}: {exc}")
-                outcomes[str(sid)] = outcome
-                # The bookkeeping is rewritten in batches, not per symbol: a per-symbol rewrite
-                # of a 5,000-entry file made ingestion quadratic, and so did a fixed period
-                # (writes ~ time ~ N, each ~ N); the period grows with the write's cost, so at
-                # most STATE_FLUSH_SHARE of the run goes into it. Files committed after the last
-                # write are reconciled by `load_state` (intent records).
-                if time.monotonic() - last_flush >= flush_every:
-                    began = time.monotonic()
-                    store.write_state(state)
-                    last_flush = time.monotonic()
-                    flush_every = next_flush_after(last_flush - began)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix_str(str(sid))
-                elif outcome.action == "failed":
-                    log(f"ingest: FAILED {outcome.detail}")
-                else:
-                    log(f"ingest: {sid} {outcome.detail}")
+        fetcher = _Fetcher(source, todo, state, cfg.workers)
+        context = _CommitContext(store.bars_dir, store.quarantine_dir, store.max_gap_days, cfg, now, source.name)
+        processes = max(1, min(resolve_workers(cfg.processes), len(todo)))  # no pool for a few symbols' worth
+        last_flush, flush_every = time.monotonic(), STATE_FLUSH_S
+        settled: list[str] = []  # symbols recorded since the last bookkeeping write
+        for outcome, entry in iter_ordered(_commit_job, fetcher.jobs(), processes, context):
+            outcomes[outcome.symbol] = outcome
+            if entry is not None:
+                state["symbols"][outcome.symbol] = entry
+            settled.append(outcome.symbol)
+            # The bookkeeping is rewritten in batches, not per symbol: a per-symbol rewrite
+            # of a 5,000-entry file made ingestion quadratic, and so did a fixed period
+            # (writes ~ time ~ N, each ~ N); the period grows with the write's cost, so at
+            # most STATE_FLUSH_SHARE of the run goes into it. Files committed after the last
+            # write are reconciled by `load_state` (intent records); a write drops only the
+            # intent records of the symbols it holds, never those of commits still running.
+            if time.monotonic() - last_flush >= flush_every:
+                began = time.monotonic()
+                store.write_state(state, settled=settled)
+                settled = []
+                last_flush = time.monotonic()
+                flush_every = next_flush_after(last_flush - began)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix_str(outcome.symbol)
+            elif outcome.action == "failed":
+                log(f"ingest: FAILED {outcome.detail}")
+            else:
+                log(f"ingest: {outcome.symbol} {outcome.detail}")
         if any(o.action == "fetched" for o in outcomes.values()):
             store.write_state(state)
-        if unreachable is not None:
-            if bar is not None:
-                bar.close()
-            raise unreachable
         if bar is not None:
             bar.close()
+        if fetcher.unreachable is not None:
+            raise fetcher.unreachable
+        if bar is not None:
             for o in outcomes.values():
                 if o.action == "failed":
                     log(f"ingest: FAILED {o.detail}")
     return IngestSummary([outcomes[str(s)] for s in symbols], source_calls=calls)
 
 
-def _commit(fetched: _Fetched, store: StagingStore, state: dict, cfg: IngestConfig, now: dt.datetime, source: Source) -> SymbolOutcome:
-    sid = fetched.sid
-    old_entry = dict(state["symbols"].get(str(sid)) or {})
+def _commit_job(context: _CommitContext, job: _Job) -> tuple[SymbolOutcome, dict | None]:
+    """(outcome, new bookkeeping entry or None) of one symbol: runs in a commit worker."""
+    if job.failure is not None:
+        return SymbolOutcome(str(job.sid), "failed", job.failure), None
+    store = StagingStore(context.bars_dir, context.quarantine_dir, max_gap_days=context.max_gap_days)
+    try:
+        return _commit(job, store, context.cfg, context.now, context.source_name)
+    except (SourceError, ContractError) as exc:
+        return SymbolOutcome(str(job.sid), "failed", str(exc)), None
+    except Exception as exc:  # one bad symbol never sinks the batch
+        return SymbolOutcome(str(job.sid), "failed", f"{job.sid}: {type(exc).__name__}: {exc}"), None
+
+
+def _commit(job: _Job, store: StagingStore, cfg: IngestConfig, now: dt.datetime, source_name: str) -> tuple[SymbolOutcome, dict]:
+    """Re-sanitize a symbol's stored history with what was fetched; write its tables."""
+    sid, old_entry = job.sid, job.entry
     stored = store.read_bars(sid)
     old_q = store.read_quarantine(sid)
-    raw = restorable_raw(stored if stored is not None else pd.DataFrame(columns=["timestamp", "open", "high", "low", "close", "volume"]), old_q)
-    new = pd.concat([raw, *fetched.frames], ignore_index=True)
+    history = [] if stored is None and old_q.empty else [restorable_raw(stored if stored is not None else pd.DataFrame(columns=list(OHLCV_COLUMNS)), old_q)]
+    parts = [*history, *job.frames]
+    new = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(OHLCV_COLUMNS))
     # A head extension asked with an earlier as_of must not cut the stored tail, nor turn a
     # quarantined bar that passed the not_closed check when it was stored (a toxic tail, say)
     # into a `not_closed` one.
     seen = [parse_date(old_entry["end_date"])] if old_entry.get("end_date") else []
-    passed = old_q.loc[~old_q["rule"].isin(NOT_RESTORABLE | {"misaligned_timestamp"}), "timestamp"]
+    passed = old_q.loc[~old_q["rule"].isin(NOT_RESTORABLE | {"misaligned_timestamp"}), "timestamp"] if len(old_q) else ()
     if len(passed):
         seen.append(ms_to_date(int(passed.max())))
     as_of = max([cfg.as_of, *seen])
     result = sanitize(new, symbol=str(sid), as_of=as_of, rules=cfg.rules)
-    kept_old = old_q[old_q["rule"].isin(NOT_RESTORABLE)]
+    kept_old = old_q[old_q["rule"].isin(NOT_RESTORABLE)] if len(old_q) else old_q
     quarantine = sort_quarantine(pd.concat([result.quarantine, kept_old], ignore_index=True)) if len(kept_old) else result.quarantine
 
-    starts = [w[0] for w in fetched.windows]
+    starts = [w[0] for w in job.windows]
     requested_start = min([cfg.start, *starts] + ([parse_date(old_entry["requested_start"])] if old_entry.get("requested_start") else []))
     entry = dict(old_entry)
     entry.update(
         {
-            "source": source.name,
+            "source": source_name,
             "last_checked": utc_iso(now),
             "checked_as_of": cfg.as_of.isoformat(),
             "requested_start": requested_start.isoformat(),
@@ -247,11 +318,12 @@ def _commit(fetched: _Fetched, store: StagingStore, state: dict, cfg: IngestConf
         }
     )
     entry.pop("toxic_reason", None)  # bookkeeping of earlier versions: a toxic tail no longer voids the past
-    store.commit(sid, result.bars, quarantine, entry, state, updated_at=utc_iso(now), write_state=False)
+    entry = store.commit(sid, result.bars, quarantine, entry, updated_at=utc_iso(now))
     new_rows = len(result.bars) - (0 if stored is None else len(stored))
     q_new = len(quarantine) - len(old_q)
     detail = f"+{new_rows} bars" + (f", {q_new} quarantined" if q_new else "") + (f" (toxic from {result.toxic_from})" if result.toxic_from else "")
-    return SymbolOutcome(str(sid), "fetched", detail, new_rows=new_rows, quarantined_new=max(q_new, 0), toxic=result.toxic_from is not None)
+    outcome = SymbolOutcome(str(sid), "fetched", detail, new_rows=new_rows, quarantined_new=max(q_new, 0), toxic=result.toxic_from is not None)
+    return outcome, entry
 
 
 def read_candidates(path) -> list[SymbolId]:

@@ -25,11 +25,14 @@ from ..contracts import DAY_MS, date_to_ms, ms_to_date, parse_date
 
 def missing_days(timestamps: np.ndarray) -> np.ndarray:
     """Day numbers (days since epoch) strictly between the first and last bar that have no bar."""
-    days = np.unique(np.asarray(timestamps, dtype="int64") // DAY_MS)
+    days = np.asarray(timestamps, dtype="int64") // DAY_MS
+    if not (np.diff(days) > 0).all():  # a bar table is sorted and unique: no sort needed
+        days = np.unique(days)
     if days.size < 2:
         return np.empty(0, dtype="int64")
-    span = np.arange(days[0], days[-1] + 1, dtype="int64")
-    return span[~np.isin(span, days, assume_unique=True)]
+    missing = np.ones(days[-1] - days[0] + 1, dtype=bool)
+    missing[days - days[0]] = False
+    return np.flatnonzero(missing).astype("int64") + days[0]
 
 
 def listed_range(timestamps: np.ndarray) -> tuple[int, int] | None:

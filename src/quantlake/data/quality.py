@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..contracts import DAY_MS, OHLCV_COLUMNS, coerce_bars, date_to_ms
+from ..contracts import DAY_MS, OHLCV_COLUMNS, coerce_bars, date_to_ms, ms_to_date
 from ..params_base import check
 
 QUARANTINE_COLUMNS = ("symbol", "timestamp", "rule", "field", "original", "open", "high", "low", "close", "volume")
@@ -82,83 +82,107 @@ class SanitizeResult:
     toxic_from: dt.date | None = None
 
 
+_EMPTY_QUARANTINE = pd.DataFrame(
+    {
+        "symbol": pd.Series([], dtype="object"),
+        "timestamp": pd.Series([], dtype="int64"),
+        "rule": pd.Series([], dtype="object"),
+        "field": pd.Series([], dtype="object"),
+        "original": pd.Series([], dtype="float64"),
+        **{c: pd.Series([], dtype="float64") for c in OHLCV_COLUMNS[1:]},
+    }
+)
+
+
 def empty_quarantine() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "symbol": pd.Series([], dtype="object"),
-            "timestamp": pd.Series([], dtype="int64"),
-            "rule": pd.Series([], dtype="object"),
-            "field": pd.Series([], dtype="object"),
-            "original": pd.Series([], dtype="float64"),
-            **{c: pd.Series([], dtype="float64") for c in OHLCV_COLUMNS[1:]},
-        }
-    )
+    # a copy of one template: building ten empty Series cost a millisecond per symbol
+    return _EMPTY_QUARANTINE.copy()
 
 
-def _bar_events(symbol: str, df: pd.DataFrame, mask: np.ndarray, rule: str) -> pd.DataFrame:
-    sel = df.loc[mask, list(OHLCV_COLUMNS)]
-    out = pd.DataFrame({"symbol": symbol, "timestamp": sel["timestamp"].to_numpy(), "rule": rule, "field": "bar", "original": np.nan})
+Columns = dict[str, np.ndarray]  # the OHLCV columns of a bar table, one array each
+
+
+def _columns(raw: pd.DataFrame, symbol: str) -> Columns:
+    """Copies of `raw`'s OHLCV columns with the contract's dtypes (`coerce_bars` when they differ)."""
+    if set(OHLCV_COLUMNS) <= set(raw.columns):
+        cols = {c: raw[c].to_numpy(copy=True) for c in OHLCV_COLUMNS}
+        if all(v.dtype == ("int64" if c == "timestamp" else "float64") for c, v in cols.items()):
+            return cols
+    raw = coerce_bars(raw, where=symbol)
+    return {c: raw[c].to_numpy(copy=True) for c in OHLCV_COLUMNS}
+
+
+def _select(cols: Columns, keep: np.ndarray) -> Columns:
+    return {c: v[keep] for c, v in cols.items()}
+
+
+def _bar_events(symbol: str, cols: Columns, mask: np.ndarray, rule: str) -> pd.DataFrame:
+    out = pd.DataFrame({"symbol": symbol, "timestamp": cols["timestamp"][mask], "rule": rule, "field": "bar", "original": np.nan})
     for c in OHLCV_COLUMNS[1:]:
-        out[c] = sel[c].to_numpy()
+        out[c] = cols[c][mask]
     return out
 
 
 def sanitize(raw: pd.DataFrame, *, symbol: str, as_of: dt.date, rules: QualityRules) -> SanitizeResult:
     """Apply every gate to `raw` (any order, may hold duplicates) and return clean bars + quarantine."""
-    df = coerce_bars(raw, where=symbol)
+    cols = _columns(raw, symbol)
     events: list[pd.DataFrame] = []
 
     def drop(mask: np.ndarray, rule: str) -> None:
-        nonlocal df
+        nonlocal cols
         if mask.any():
-            events.append(_bar_events(symbol, df, mask, rule))
-            df = df.loc[~mask].reset_index(drop=True)
+            events.append(_bar_events(symbol, cols, mask, rule))
+            cols = _select(cols, ~mask)
 
-    drop((df["timestamp"] % DAY_MS != 0).to_numpy(), "misaligned_timestamp")
-    drop((df["timestamp"] > date_to_ms(as_of)).to_numpy(), "not_closed")
+    drop(cols["timestamp"] % DAY_MS != 0, "misaligned_timestamp")
+    drop(cols["timestamp"] > date_to_ms(as_of), "not_closed")
 
-    o, h, l, c, v = (df[k].to_numpy() for k in OHLCV_COLUMNS[1:])
+    o, h, l, c, v = (cols[k] for k in OHLCV_COLUMNS[1:])
     prices = np.column_stack([o, h, l, c])
     with np.errstate(invalid="ignore"):
         bad = ~np.isfinite(prices).all(axis=1) | (prices <= 0).any(axis=1) | ~np.isfinite(v) | (v < 0)
     drop(bad, "invalid_value")
 
-    o, h, l, c = (df[k].to_numpy() for k in ("open", "high", "low", "close"))
+    o, h, l, c = (cols[k] for k in ("open", "high", "low", "close"))
     drop((l > np.minimum(o, c)) | (h < np.maximum(o, c)), "ohlc_order")
 
     # Identical duplicates merge silently; a different bar for a known day never replaces the
     # first one seen (the stored one: ingestion puts stored history before new fetches).
-    df = df.drop_duplicates(keep="first").reset_index(drop=True)
-    drop(df["timestamp"].duplicated(keep="first").to_numpy(), "duplicate_timestamp")
-    df = df.sort_values("timestamp", kind="stable").reset_index(drop=True)
+    order = np.argsort(cols["timestamp"], kind="stable")
+    if (np.diff(cols["timestamp"][order]) == 0).any():
+        # rare (overlapping fetches): pandas' row hashing decides what "identical" means
+        cols = _select(cols, ~pd.DataFrame(cols).duplicated(keep="first").to_numpy())
+        drop(pd.Series(cols["timestamp"]).duplicated(keep="first").to_numpy(), "duplicate_timestamp")
+        order = np.argsort(cols["timestamp"], kind="stable")
+    if (order[1:] < order[:-1]).any():  # not sorted yet
+        cols = _select(cols, order)
 
     for rule, col in VALUE_RULES.items():
-        body = np.minimum(df["open"], df["close"]) if col == "low" else np.maximum(df["open"], df["close"])
-        mask = (df[col] < body / rules.wick_low_factor) if col == "low" else (df[col] > body * rules.wick_high_factor)
-        mask = mask.to_numpy()
+        o, c = cols["open"], cols["close"]
+        body = np.minimum(o, c) if col == "low" else np.maximum(o, c)
+        mask = (cols[col] < body / rules.wick_low_factor) if col == "low" else (cols[col] > body * rules.wick_high_factor)
         if mask.any():
-            ev = _bar_events(symbol, df, mask, rule)
+            ev = _bar_events(symbol, cols, mask, rule)
             ev["field"] = col
-            ev["original"] = df.loc[mask, col].to_numpy()
+            ev["original"] = cols[col][mask]
             events.append(ev)
-            df.loc[mask, col] = body[mask]
+            cols[col] = np.where(mask, body, cols[col])
 
-    drop(_stall_mask(df, rules.stall_days), "zero_volume_stall")
+    drop(_stall_mask(cols, rules.stall_days), "zero_volume_stall")
 
-    contaminated, unisolated = _contamination_masks(df["close"].to_numpy(), rules)
+    contaminated, unisolated = _contamination_masks(cols["close"], rules)
     toxic_from = None
     if unisolated.any():
-        toxic_from = pd.Timestamp(int(df["timestamp"].to_numpy()[np.argmax(unisolated)]), unit="ms").date()
+        toxic_from = ms_to_date(int(cols["timestamp"][np.argmax(unisolated)]))
     both = contaminated | unisolated
     if both.any():
-        ev_c = _bar_events(symbol, df, contaminated & ~unisolated, "contamination")
-        ev_u = _bar_events(symbol, df, unisolated, "contamination_unisolated")
+        ev_c = _bar_events(symbol, cols, contaminated & ~unisolated, "contamination")
+        ev_u = _bar_events(symbol, cols, unisolated, "contamination_unisolated")
         events.extend(e for e in (ev_c, ev_u) if len(e))
-        df = df.loc[~both].reset_index(drop=True)
+        cols = _select(cols, ~both)
 
-    quarantine = empty_quarantine() if not events else pd.concat(events, ignore_index=True)
-    quarantine = sort_quarantine(quarantine)
-    return SanitizeResult(bars=df.reset_index(drop=True), quarantine=quarantine, toxic_from=toxic_from)
+    quarantine = empty_quarantine() if not events else sort_quarantine(pd.concat(events, ignore_index=True))
+    return SanitizeResult(bars=pd.DataFrame(cols), quarantine=quarantine, toxic_from=toxic_from)
 
 
 def sort_quarantine(q: pd.DataFrame) -> pd.DataFrame:
@@ -167,50 +191,48 @@ def sort_quarantine(q: pd.DataFrame) -> pd.DataFrame:
     return q.sort_values(["timestamp", "rule", "field", "open", "high", "low", "close", "volume"], kind="stable").reset_index(drop=True)
 
 
-def _stall_mask(df: pd.DataFrame, stall_days: int) -> np.ndarray:
-    flat = (
-        (df["volume"] == 0)
-        & (df["open"] == df["high"])
-        & (df["high"] == df["low"])
-        & (df["low"] == df["close"])
-    ).to_numpy()
+def _stall_mask(cols: Columns, stall_days: int) -> np.ndarray:
+    """Runs of at least `stall_days` flat (open = high = low = close) zero-volume bars."""
+    o, h, l, c, v = (cols[k] for k in OHLCV_COLUMNS[1:])
+    flat = (v == 0) & (o == h) & (h == l) & (l == c)
     mask = np.zeros(len(flat), dtype=bool)
-    i = 0
-    while i < len(flat):
-        if flat[i]:
-            j = i
-            while j < len(flat) and flat[j]:
-                j += 1
-            if j - i >= stall_days:
-                mask[i:j] = True
-            i = j
-        else:
-            i += 1
+    if flat.any():
+        edges = np.diff(np.r_[0, flat.astype(np.int8), 0])
+        for first, end in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
+            if end - first >= stall_days:
+                mask[first:end] = True
     return mask
 
 
 def _contamination_masks(close: np.ndarray, rules: QualityRules) -> tuple[np.ndarray, np.ndarray]:
-    """Bars at a foreign price level: (isolated stretches, an unisolated tail)."""
+    """Bars at a foreign price level: (isolated stretches, an unisolated tail).
+
+    A bar whose close jumps by more than the threshold from the previous close starts a
+    stretch; it is isolated when a close within the threshold of the level before the jump
+    follows within `max_contamination_days` bars (scanning resumes after that bar), and an
+    up-jump that never comes back starts a toxic tail. Only the jumps are visited.
+    """
     n = len(close)
     isolated = np.zeros(n, dtype=bool)
     unisolated = np.zeros(n, dtype=bool)
     up = 1.0 + rules.toxic_threshold
-    i = 1
-    while i < n:
+    if n < 2:
+        return isolated, unisolated
+    ratio = close[1:] / close[:-1]
+    resume = 1  # the first bar the scan still looks at
+    for i in (np.flatnonzero((ratio > up) | (ratio < 1.0 / up)) + 1).tolist():
+        if i < resume:
+            continue
         ref = close[i - 1]
-        ratio = close[i] / ref
-        if ratio > up or ratio < 1.0 / up:
-            # find the first bar back at the reference level (within a factor `up` of it)
-            limit = min(n, i + rules.max_contamination_days + 1)
-            back = next((j for j in range(i + 1, limit) if 1.0 / up <= close[j] / ref <= up), None)
-            if back is not None:
-                isolated[i:back] = True
-                i = back + 1
-                continue
-            if ratio > up:
-                unisolated[i:] = True
-                break
-        i += 1
+        later = close[i + 1 : min(n, i + rules.max_contamination_days + 1)] / ref
+        back = np.flatnonzero((1.0 / up <= later) & (later <= up))
+        if len(back):
+            isolated[i : i + 1 + back[0]] = True
+            resume = i + 2 + back[0]
+            continue
+        if ratio[i - 1] > up:
+            unisolated[i:] = True
+            break
     return isolated, unisolated
 
 

@@ -46,6 +46,7 @@ import pandas as pd
 
 from ..contracts import DAY_MS, SCHEMA_VERSION, ContractError, SymbolId, coerce_bars, date_to_ms, empty_bars, find_gaps, ms_to_date, parse_date
 from ..lakehouse import Layers, drift_rows, merged_bars
+from ..parallel import iter_ordered
 from ..params import DataParams, RepairParams, coerce_section
 from ..sources.base import Source, SourceError
 from ..layer import LayerError, table_digest
@@ -55,6 +56,8 @@ from .quality import QualityRules, empty_quarantine, sanitize, sort_quarantine
 from .staging import StagingStore, bars_layer, quarantine_frame, quarantine_layer
 
 REPAIR_LOG = "_repair_log.json"
+_NO_BARS = empty_bars()
+READ_CHUNK = 32  # symbols a worker reads per task
 QUARANTINE_SUBDIR = "quarantine"
 GAP_STATUSES = ("healed", "partial", "unrepairable", "pending", "outage")
 RETRIED = frozenset({"partial", "unrepairable"})
@@ -74,6 +77,7 @@ class RepairConfig:
     retry_after_days: int = RepairParams.retry_after_days
     outage_min_symbols: int = RepairParams.outage_min_symbols
     workers: int = DataParams.workers
+    processes: int = DataParams.processes  # processes reading the staged tables (0 = one per core)
     rules: QualityRules = field(default_factory=QualityRules)
 
     @classmethod
@@ -87,6 +91,7 @@ class RepairConfig:
             retry_after_days=repair.retry_after_days,
             outage_min_symbols=repair.outage_min_symbols,
             workers=data.workers,
+            processes=data.processes,
             rules=data.rules,
         )
 
@@ -249,7 +254,7 @@ class RepairLayer:
 
     def read_bars(self, sid: SymbolId) -> pd.DataFrame:
         bars = self.bars.read(sid.filename)
-        return empty_bars() if bars is None else bars
+        return _NO_BARS.copy() if bars is None else bars  # most symbols: a copy, not a conversion
 
     def read_quarantine(self, sid: SymbolId) -> pd.DataFrame:
         q = self.quarantine.read(sid.filename)
@@ -358,17 +363,40 @@ def _fetch_symbol(source: Source, sid: SymbolId, windows: list[Window], budget_s
 
 @dataclass
 class _Series:
-    staging: pd.DataFrame
+    """A staged symbol: the days staging holds and its repairs. The staged bars themselves are
+    read only for the few symbols that need them (repairs to check for drift, a window to heal):
+    reading every table whole was most of a run."""
+
+    table: Path  # the staged bar table
+    staged: np.ndarray  # its timestamps (sorted and unique: the contract)
     repairs: pd.DataFrame
+    _staging: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def staging(self) -> pd.DataFrame:
+        if self._staging is None:
+            self._staging = _read_table(self.table)
+        return self._staging
 
     @property
     def merged(self) -> pd.DataFrame:
         return merged_bars(self.staging, self.repairs)
 
+    def timestamps(self) -> np.ndarray:
+        """The days of `merged`: staged or repaired."""
+        return self.staged if self.repairs.empty else np.union1d(self.staged, self.repairs["timestamp"].to_numpy())
+
     def days(self) -> tuple[set[int], set[int]]:
         """(present days, repaired days)."""
         rep = set((self.repairs["timestamp"] // DAY_MS).tolist())
-        return set((self.staging["timestamp"] // DAY_MS).tolist()) | rep, rep
+        return set((self.staged // DAY_MS).tolist()) | rep, rep
+
+
+def _read_table(path: Path, columns: list[str] | None = None):
+    table = bars_layer(path.parent).read_table(path.name, columns)  # whole fragments, no dataset layer
+    if table is None:
+        raise LayerError(f"{path}: no such table (no Parquet file or fragment)")
+    return table.to_pandas() if columns is None else table
 
 
 def run_repair(
@@ -395,16 +423,19 @@ def run_repair(
         old_symbols = layer.load_log().get("symbols") or {}
         files = {s: p for s, p in store.bar_files().items() if not (staged.get(s) or {}).get("corrupt")}
         _remove_orphans(layer, files, log)
-        series, drift = _load_series(layer, files, summary, log)
+        series, drift = _load_series(layer, files, summary, log, cfg.processes)
 
-        outages = detect_exchange_outages({sym: s.merged["timestamp"].to_numpy() for sym, s in series.items()}, min_symbols=cfg.outage_min_symbols)
+        outages = detect_exchange_outages({sym: s.timestamps() for sym, s in series.items()}, min_symbols=cfg.outage_min_symbols)
         summary.outages = len(outages)
         outage_days = {ex: outage_day_set([o for o in outages if o["exchange"] == ex]) for ex in {o["exchange"] for o in outages}}
 
         def gaps_of(sym: str) -> list[GapState]:
+            gaps = find_gaps(series[sym].staged, cfg.max_gap_days)
+            if not gaps:  # most symbols: no day sets to build
+                return []
             present, repaired = series[sym].days()
             off = outage_days.get(SymbolId.parse(sym).exchange, set())
-            return [gap_state(g, present, repaired, off) for g in find_gaps(series[sym].staging["timestamp"].to_numpy(), cfg.max_gap_days)]
+            return [gap_state(g, present, repaired, off) for g in gaps]
 
         # toxic symbols are never published: nothing to repair them for
         before = {sym: gaps_of(sym) for sym in sorted(series) if sym not in toxic}
@@ -458,22 +489,32 @@ def run_repair(
     return summary
 
 
-def _load_series(layer: RepairLayer, files: dict[str, Path], summary: RepairSummary, log: Callable[[str], None]) -> tuple[dict[str, "_Series"], dict[str, list[str]]]:
-    """Every staged symbol with its repairs; a repaired day staging now holds is dropped (staging
-    wins) and reported as drift when the values differ."""
+def _load_series(layer: RepairLayer, files: dict[str, Path], summary: RepairSummary, log: Callable[[str], None],
+                 processes: int) -> tuple[dict[str, "_Series"], dict[str, list[str]]]:
+    """Every staged symbol with its repairs (read by `processes` processes); a repaired day
+    staging now holds is dropped (staging wins) and reported as drift when the values differ."""
     series, drift = {}, {}
-    for sym, path in files.items():
-        staging = bars_layer(path.parent).read(path.name)  # whole fragments, no dataset layer
-        if staging is None:
-            raise LayerError(f"{path}: no such table (no Parquet file or fragment)")
-        repairs = layer.read_bars(SymbolId.parse(sym))
-        d = drift_rows(staging, repairs)
+    items = list(files.items())
+    # a few dozen symbols a task: one table is ~1 ms of reading, and a task costs about that again
+    chunks = [items[i : i + READ_CHUNK] for i in range(0, len(items), READ_CHUNK)]
+    read = (one for chunk in iter_ordered(_read_series, chunks, processes, layer.root) for one in chunk)
+    for (sym, path), (staged, repairs) in zip(items, read):
+        s = series[sym] = _Series(path, staged, _NO_BARS.copy() if repairs is None else repairs)
+        if s.repairs.empty:
+            continue
+        d = drift_rows(s.staging, s.repairs)
         if len(d):
             drift[sym] = [_iso(t // DAY_MS) for t in d["timestamp"]]
             summary.drift += len(d)
             log(f"repair: {sym}: staging now disagrees with {len(d)} repaired bar(s) ({', '.join(drift[sym][:5])}); staging kept")
-        series[sym] = _Series(staging, repairs[~repairs["timestamp"].isin(staging["timestamp"])].reset_index(drop=True))
+        s.repairs = s.repairs[~s.repairs["timestamp"].isin(s.staging["timestamp"])].reset_index(drop=True)
     return series, drift
+
+
+def _read_series(repairs_root: Path, chunk: list[tuple[str, Path]]) -> list[tuple[np.ndarray, pd.DataFrame | None]]:
+    """(staged timestamps, repaired bars or None) of each symbol of `chunk`: runs in a worker."""
+    repairs = bars_layer(repairs_root)
+    return [(_read_table(path, ["timestamp"]).column("timestamp").to_numpy(), repairs.read(SymbolId.parse(sym).filename)) for sym, path in chunk]
 
 
 def _fetch_all(source: Source, windows: list[Window], cfg: RepairConfig, clock: Callable[[], float]) -> dict[str, _Fetched]:

@@ -27,7 +27,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import pandas as pd
 import pyarrow as pa
@@ -62,7 +62,7 @@ def quarantine_layer(root: Path) -> Layer:
 
 
 def quarantine_frame(q: pd.DataFrame) -> pd.DataFrame:
-    return sort_quarantine(q)[list(empty_quarantine().columns)]
+    return empty_quarantine() if q.empty else sort_quarantine(q)[list(empty_quarantine().columns)]
 
 
 def bars_summary(bars: pd.DataFrame, max_gap_days: int) -> dict:
@@ -255,15 +255,12 @@ class StagingStore:
         """Delete temp files a killed writer left behind (call with the lock held)."""
         return self.bars.remove_temp_files() + self.quarantine.remove_temp_files()
 
-    def commit(
-        self, sid: SymbolId, bars: pd.DataFrame, quarantine: pd.DataFrame, entry: dict, state: dict, *, updated_at: str, write_state: bool = True
-    ) -> dict:
-        """Write a symbol's fragments (each only if its bytes changed), then the bookkeeping.
+    def commit(self, sid: SymbolId, bars: pd.DataFrame, quarantine: pd.DataFrame, entry: dict, *, updated_at: str) -> dict:
+        """Write a symbol's fragments (each only if its bytes changed); returns its new entry.
 
-        `last_updated` becomes `updated_at` when the bars change. Returns the new entry;
-        `state` is updated in place and, unless `write_state` is false (the caller then writes
-        it in batches; `load_state` adopts fragments announced by an intent record), written
-        atomically.
+        `last_updated` becomes `updated_at` when the bars change. The caller records the entry
+        in the bookkeeping (`write_state`, in batches: `load_state` adopts fragments announced
+        by an intent record), so commits can run in worker processes.
         """
         name = sid.filename
         if bars.empty and quarantine.empty and not self.bars.exists(name):
@@ -271,9 +268,6 @@ class StagingStore:
             entry = {**entry, **bars_summary(bars, self.max_gap_days), "file": None, "sha256": None, "fragments": {},
                      "quarantine_sha256": None, "quarantine_fragments": {}, "quarantined": 0}
             entry.pop("reconciled", None)
-            state["symbols"][str(sid)] = entry
-            if write_state:
-                self.write_state(state)
             return entry
         entry = dict(entry)
         qfrags = self.quarantine.write(name, quarantine_frame(quarantine), known=entry.get("quarantine_fragments"))
@@ -285,21 +279,20 @@ class StagingStore:
                       "quarantine_sha256": table_digest(qfrags) if qfrags else None, "quarantine_fragments": qfrags,
                       "quarantined": int(len(quarantine))})
         entry.pop("reconciled", None)
-        state["symbols"][str(sid)] = entry
-        if write_state:
-            self.write_state(state)
         return entry
 
-    def write_state(self, state: dict) -> None:
+    def write_state(self, state: dict, *, settled: Iterable[str] | None = None) -> None:
         """The versioned bookkeeping (no wall clock), then the local freshness file, then the
-        intent records are no longer needed."""
+        intent records of the `settled` symbols (default: all) are no longer needed; those of
+        commits the bookkeeping does not hold yet stay."""
         symbols = sorted(state["symbols"].items())
         clean = {"schema_version": SCHEMA_VERSION, "symbols": {k: {f: v for f, v in e.items() if f not in ("reconciled", "corrupt") and f not in VOLATILE} for k, e in symbols}}
         atomic_write_json(self.state_path, clean)
         fresh = {k: {f: e[f] for f in VOLATILE if e.get(f)} for k, e in symbols}
         atomic_write_json(self.freshness_path, {k: v for k, v in fresh.items() if v})
-        self.bars.clear_intents()
-        self.quarantine.clear_intents()
+        names = None if settled is None else [SymbolId.parse(sym).filename for sym in settled]
+        self.bars.clear_intents(names)
+        self.quarantine.clear_intents(names)
 
 
 def utc_iso(now: dt.datetime) -> str:

@@ -1,10 +1,16 @@
 """`sim`: the embedded default source, a deterministic simulated exchange (`SIM:`).
 
-The whole universe is generated once from `data.sim.seed` over a fixed calendar
-(GENESIS..HORIZON), so the bar for a (symbol, day) is the same whatever window is asked for:
-incremental and full fetches agree. Returns come from a market factor, sector factors and an
-idiosyncratic part, each a GARCH(1,1) process with Student-t innovations (fat tails and
-volatility clustering); volume follows a persistent log process that rises with |return|.
+Every series is generated from `data.sim.seed` over a fixed calendar (GENESIS..HORIZON), so
+the bar for a (symbol, day) is the same whatever window is asked for: incremental and full
+fetches agree. Returns come from a market factor, sector factors and an idiosyncratic part,
+each a GARCH(1,1) process with Student-t innovations (fat tails and volatility clustering);
+volume follows a persistent log process that rises with |return|.
+
+Each symbol draws from its own random stream, so a symbol's bars depend only on the seed and
+its place in the universe: they are generated lazily, a block of BLOCK_SYMBOLS symbols at a
+time (one vectorised GARCH recursion per block), when one of them is first asked for. A
+process that asks for a few symbols (repair) generates a block, not the universe, and memory
+stays at a few blocks whatever `data.sim.extra_symbols` is.
 
 Real-world defects are injected at fixed, documented places (`DEFECTS`, listed in the README)
 so that every quality gate has work on a fresh machine.
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
 from typing import ClassVar
@@ -21,149 +28,36 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from ..contracts import DAY_MS, ContractError, SymbolId, date_to_ms
+from ..contracts import DAY_MS, ContractError, SymbolId, date_to_ms, ms_to_date
+from ..parallel import iter_ordered
 from ..params_base import Section, check
 from .base import Market, SourceError
+from .sim_universe import (  # noqa: F401  (re-exported: the universe is part of the sim's interface)
+    BULK_WINDOW_DAYS,
+    CROSSES,
+    DEFECTS,
+    DELISTED,
+    EXCHANGE,
+    GENESIS,
+    HALTED,
+    HORIZON,
+    STABLECOINS,
+    UNIVERSE,
+    Defect,
+)
 
-EXCHANGE = "SIM"
-GENESIS = dt.date(2017, 7, 1)
-HORIZON = dt.date(2030, 12, 31)
-# A bulk request wider than this many days loses the "healable" gap (see DEFECTS).
-BULK_WINDOW_DAYS = 31
-
-# (base, sector, listed_on, base price at listing, idiosyncratic vol scale, liquidity scale)
 _D = dt.date
-UNIVERSE: tuple[tuple[str, str, dt.date, float, float, float], ...] = (
-    ("BTC", "store", _D(2017, 8, 17), 4300.0, 0.6, 400.0),
-    ("ETH", "l1", _D(2017, 8, 17), 300.0, 0.7, 200.0),
-    ("BNB", "exchange", _D(2017, 11, 6), 1.5, 0.8, 60.0),
-    ("LTC", "store", _D(2017, 12, 13), 300.0, 0.8, 20.0),
-    ("XRP", "payments", _D(2018, 5, 4), 0.7, 0.9, 50.0),
-    ("ADA", "l1", _D(2018, 4, 17), 0.25, 0.9, 30.0),
-    ("EOS", "l1", _D(2018, 5, 28), 12.0, 0.9, 10.0),
-    ("TRX", "l1", _D(2018, 6, 11), 0.05, 0.9, 15.0),
-    ("XLM", "payments", _D(2018, 5, 31), 0.3, 0.9, 8.0),
-    ("ETC", "l1", _D(2018, 6, 12), 15.0, 0.9, 8.0),
-    ("LINK", "oracle", _D(2019, 1, 16), 0.5, 1.0, 15.0),
-    ("DOGE", "meme", _D(2019, 7, 5), 0.003, 1.1, 25.0),
-    ("XMR", "privacy", _D(2019, 3, 15), 50.0, 0.9, 4.0),
-    ("ATOM", "l1", _D(2019, 4, 29), 5.0, 1.0, 8.0),
-    ("MATIC", "l2", _D(2019, 4, 26), 0.02, 1.1, 12.0),
-    ("ALGO", "l1", _D(2019, 6, 22), 1.0, 1.0, 6.0),
-    ("CHZ", "gaming", _D(2019, 9, 6), 0.01, 1.1, 6.0),
-    ("BCH", "store", _D(2019, 11, 28), 220.0, 0.9, 10.0),
-    ("XTZ", "l1", _D(2019, 9, 24), 1.1, 1.0, 4.0),
-    ("VET", "infra", _D(2018, 7, 25), 0.01, 1.0, 6.0),
-    ("THETA", "infra", _D(2019, 2, 27), 0.1, 1.1, 5.0),
-    ("FTT", "exchange", _D(2019, 7, 30), 1.2, 1.1, 5.0),
-    ("SOL", "l1", _D(2020, 8, 11), 3.0, 1.1, 40.0),
-    ("DOT", "l1", _D(2020, 8, 18), 4.5, 1.0, 15.0),
-    ("AVAX", "l1", _D(2020, 9, 22), 4.0, 1.1, 12.0),
-    ("NEAR", "l1", _D(2020, 10, 14), 1.5, 1.1, 8.0),
-    ("AAVE", "defi", _D(2020, 10, 15), 50.0, 1.0, 8.0),
-    ("UNI", "defi", _D(2020, 9, 17), 3.0, 1.0, 10.0),
-    ("SUSHI", "defi", _D(2020, 9, 1), 2.0, 1.2, 5.0),
-    ("CRV", "defi", _D(2020, 8, 15), 3.0, 1.2, 6.0),
-    ("COMP", "defi", _D(2020, 6, 25), 200.0, 1.1, 4.0),
-    ("MKR", "defi", _D(2020, 7, 1), 450.0, 1.0, 3.0),
-    ("SNX", "defi", _D(2020, 7, 20), 3.0, 1.2, 4.0),
-    ("YFI", "defi", _D(2020, 8, 10), 9000.0, 1.2, 3.0),
-    ("1INCH", "defi", _D(2020, 12, 25), 1.5, 1.2, 3.0),
-    ("EGLD", "l1", _D(2020, 9, 3), 20.0, 1.1, 3.0),
-    ("FIL", "storage", _D(2020, 10, 15), 30.0, 1.1, 8.0),
-    ("AR", "storage", _D(2021, 5, 14), 15.0, 1.2, 3.0),
-    ("GRT", "infra", _D(2020, 12, 17), 0.5, 1.2, 5.0),
-    ("SAND", "gaming", _D(2020, 8, 14), 0.05, 1.2, 8.0),
-    ("MANA", "gaming", _D(2020, 8, 6), 0.06, 1.2, 7.0),
-    ("AXS", "gaming", _D(2020, 11, 4), 0.6, 1.3, 6.0),
-    ("ENJ", "gaming", _D(2019, 1, 30), 0.1, 1.2, 3.0),
-    ("GALA", "gaming", _D(2021, 9, 13), 0.05, 1.3, 5.0),
-    ("APE", "gaming", _D(2022, 3, 17), 8.0, 1.2, 8.0),
-    ("SHIB", "meme", _D(2021, 5, 10), 0.00001, 1.3, 12.0),
-    ("PEPE", "meme", _D(2023, 5, 5), 0.0000015, 1.4, 10.0),
-    ("FLOKI", "meme", _D(2023, 5, 4), 0.00003, 1.4, 4.0),
-    ("BONK", "meme", _D(2023, 12, 15), 0.00001, 1.4, 5.0),
-    ("WIF", "meme", _D(2024, 3, 5), 2.0, 1.4, 6.0),
-    ("ARB", "l2", _D(2023, 3, 23), 1.2, 1.1, 10.0),
-    ("OP", "l2", _D(2022, 6, 1), 1.0, 1.1, 8.0),
-    ("IMX", "l2", _D(2022, 6, 17), 0.7, 1.2, 4.0),
-    ("STRK", "l2", _D(2024, 2, 20), 2.0, 1.2, 5.0),
-    ("APT", "l1", _D(2022, 10, 19), 8.0, 1.1, 8.0),
-    ("SUI", "l1", _D(2023, 5, 3), 1.2, 1.2, 10.0),
-    ("SEI", "l1", _D(2023, 8, 15), 0.15, 1.2, 5.0),
-    ("INJ", "defi", _D(2020, 10, 21), 3.0, 1.2, 6.0),
-    ("TIA", "infra", _D(2023, 10, 31), 2.5, 1.2, 6.0),
-    ("JUP", "defi", _D(2024, 1, 31), 0.5, 1.2, 5.0),
-    ("PYTH", "oracle", _D(2024, 2, 2), 0.4, 1.2, 4.0),
-    ("LDO", "defi", _D(2022, 5, 5), 1.5, 1.2, 5.0),
-    ("RUNE", "defi", _D(2019, 7, 23), 0.05, 1.2, 4.0),
-    ("KAVA", "defi", _D(2019, 10, 25), 0.5, 1.1, 2.0),
-    ("HBAR", "l1", _D(2019, 9, 29), 0.04, 1.0, 5.0),
-    ("ICP", "l1", _D(2021, 5, 11), 400.0, 1.2, 6.0),
-    ("QNT", "infra", _D(2021, 7, 29), 60.0, 1.1, 2.0),
-    ("STX", "l2", _D(2021, 1, 6), 0.4, 1.2, 3.0),
-    ("ZEC", "privacy", _D(2019, 3, 21), 50.0, 1.0, 3.0),
-    ("DASH", "privacy", _D(2019, 3, 28), 90.0, 1.0, 2.0),
-    ("NEO", "l1", _D(2017, 11, 20), 30.0, 1.0, 3.0),
-    ("IOTA", "infra", _D(2018, 5, 31), 1.5, 1.0, 2.0),
-    ("ZIL", "l1", _D(2019, 1, 10), 0.02, 1.1, 2.0),
-    ("ONE", "l1", _D(2019, 6, 1), 0.02, 1.2, 2.0),
-    ("FET", "ai", _D(2019, 2, 28), 0.3, 1.3, 6.0),
-    ("RNDR", "ai", _D(2023, 7, 11), 1.8, 1.3, 6.0),
-    ("TAO", "ai", _D(2024, 4, 11), 450.0, 1.3, 4.0),
-    ("WLD", "ai", _D(2023, 7, 24), 2.0, 1.3, 5.0),
-    ("ENA", "defi", _D(2024, 4, 2), 1.0, 1.3, 6.0),
-    # defect carriers (see DEFECTS)
-    ("XEM", "payments", _D(2018, 6, 1), 0.2, 1.0, 2.0),
-    ("WAVES", "l1", _D(2019, 1, 1), 2.0, 1.1, 3.0),
-    ("XVG", "privacy", _D(2019, 5, 1), 0.01, 1.2, 2.0),
-    ("LUNA", "l1", _D(2020, 8, 21), 0.5, 1.3, 12.0),
-    ("SRM", "defi", _D(2020, 8, 11), 1.0, 1.3, 3.0),
-    # a listing too young for the scanners' minimum listing age
-    ("NEWCO", "ai", _D(2026, 11, 5), 1.0, 1.4, 4.0),
-    # an illiquid pair the traded-value filter drops
-    ("DUST", "gaming", _D(2020, 1, 15), 0.02, 1.2, 0.0005),
-)
-STABLECOINS = ("USDC", "FDUSD", "TUSD", "DAI")
-# Non-USDT pairs, for scanners to exclude by quote currency: (symbol, base, quote, price)
-CROSSES = (("ETHBTC", "ETH", "BTC", 0.07), ("BNBBTC", "BNB", "BTC", 0.0003), ("SOLETH", "SOL", "ETH", 0.01), ("BTCEUR", "BTC", "EUR", 9000.0))
-DELISTED = {"LUNA": _D(2022, 5, 12), "SRM": _D(2022, 11, 20)}
-HALTED = {"WAVES": _D(2026, 8, 15)}
+N_DAYS = (HORIZON - GENESIS).days + 1  # the calendar: one bar slot per day
+CALENDAR_MS = date_to_ms(GENESIS) + np.arange(N_DAYS, dtype="int64") * DAY_MS
+# Symbols whose idiosyncratic paths are drawn together: one vectorised GARCH recursion per
+# block instead of one per symbol, and a block's arrays (~25 MB) instead of the whole universe's.
+BLOCK_SYMBOLS = 256
+CACHED_BLOCKS = 2  # ingest asks in name order: the base pairs' block is needed again at the end
+VALUE_COLUMNS = ("open", "high", "low", "close", "volume")
 
 
-@dataclass(frozen=True)
-class Defect:
-    symbol: str
-    kind: str
-    start: dt.date
-    end: dt.date
-    what: str
-
-
-DEFECTS: tuple[Defect, ...] = (
-    Defect("ADAUSDT", "contamination", _D(2021, 9, 1), _D(2021, 9, 4),
-           "4 bars at another asset's price level (x1000, about +100,000%); isolable, quarantined"),
-    Defect("XVGUSDT", "contamination_unisolated", _D(2026, 10, 1), HORIZON,
-           "the series jumps x1000 and never comes back: cannot be isolated, the symbol is toxic"),
-    Defect("LINKUSDT", "bad_wick_low", _D(2020, 3, 12), _D(2020, 3, 12), "low printed at close / 1000"),
-    Defect("FTTUSDT", "bad_wick_high", _D(2022, 11, 8), _D(2022, 11, 8), "high printed at 50 x close"),
-    Defect("EOSUSDT", "ohlc_order", _D(2023, 5, 10), _D(2023, 5, 10), "high and low swapped (broken OHLC order)"),
-    Defect("XEMUSDT", "zero_volume_stall", _D(2024, 2, 1), _D(2024, 2, 10),
-           "10 flat bars (open=high=low=close) with zero volume"),
-    Defect("DOTUSDT", "healable_gap", _D(2025, 3, 1), _D(2025, 3, 8),
-           f"8 days missing from any request wider than {BULK_WINDOW_DAYS} days; a narrow re-fetch serves them"),
-    Defect("ATOMUSDT", "permanent_gap", _D(2024, 6, 10), _D(2024, 6, 19), "10 days the source never serves"),
-    Defect("WAVESUSDT", "halted", HALTED["WAVES"], HORIZON, "stops trading; the market is listed as HALT"),
-    Defect("LUNAUSDT", "delisted", DELISTED["LUNA"], HORIZON, "delisted (status BREAK) after a collapse"),
-    Defect("SRMUSDT", "delisted", DELISTED["SRM"], HORIZON, "delisted (status BREAK)"),
-    Defect("*", "exchange_outage", _D(2024, 11, 11), _D(2024, 11, 11), "one day missing on every symbol"),
-    Defect("DOGEUSDT", "genuine_move", _D(2021, 1, 28), _D(2021, 1, 28), "a genuine +392% close: must be kept"),
-    Defect("*", "genuine_crash", _D(2020, 3, 12), _D(2020, 3, 12), "a market-wide -40% day: must be kept"),
-)
-
-
-def _calendar() -> pd.DatetimeIndex:
-    return pd.date_range(GENESIS, HORIZON, freq="D")
+def _day(day: dt.date) -> int:
+    return (day - GENESIS).days
 
 
 def _student_t(rng: np.random.Generator, n: int, k: int, nu: float) -> np.ndarray:
@@ -172,14 +66,34 @@ def _student_t(rng: np.random.Generator, n: int, k: int, nu: float) -> np.ndarra
 
 
 def _garch(z: np.ndarray, *, omega: float, alpha: float, beta: float) -> np.ndarray:
-    """GARCH(1,1) paths driven by the unit-variance innovations z (days x paths)."""
+    """GARCH(1,1) paths driven by the unit-variance innovations z (days x paths).
+
+    Each path is computed elementwise (exact IEEE operations), so a path's values do not
+    depend on which other paths share the array.
+    """
     n, k = z.shape
     out = np.empty((n, k))
     var = np.full(k, omega / (1.0 - alpha - beta))
+    sq, term = np.empty(k), np.empty(k)
     for t in range(n):
-        out[t] = np.sqrt(var) * z[t]
-        var = omega + alpha * out[t] ** 2 + beta * var
+        row = out[t]
+        np.multiply(np.sqrt(var, out=sq), z[t], out=row)
+        # var = omega + alpha * row ** 2 + beta * var, in that order, without temporaries
+        np.multiply(np.square(row, out=sq), alpha, out=sq)
+        np.add(sq, omega, out=sq)
+        np.add(sq, np.multiply(var, beta, out=term), out=var)
     return out
+
+
+@dataclass(frozen=True)
+class _Series:
+    """A symbol's bars as the exchange would serve them: open times and (5, rows) values."""
+
+    timestamp: np.ndarray
+    values: np.ndarray
+
+    def rows(self, mask: np.ndarray | slice) -> pd.DataFrame:
+        return pd.DataFrame({"timestamp": self.timestamp[mask], **{c: self.values[i][mask] for i, c in enumerate(VALUE_COLUMNS)}})
 
 
 MAX_EXTRA_SYMBOLS = 20_000
@@ -200,26 +114,39 @@ class SimConfig(Section):
 
 
 class SimExchange:
-    """The simulated exchange. Cheap to construct; the universe is generated on first use."""
+    """The simulated exchange. Cheap to construct; a symbol's block of the universe is
+    generated when the symbol is first asked for (and only the last CACHED_BLOCKS are kept)."""
 
     name = "sim"
     exchange = EXCHANGE
 
-    def __init__(self, seed: int = SimConfig.seed, extra_symbols: int = SimConfig.extra_symbols):
+    def __init__(self, seed: int = SimConfig.seed, extra_symbols: int = SimConfig.extra_symbols, processes: int = 1):
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise ContractError(f"data.sim.seed must be an integer, got {seed!r}")
         if not isinstance(extra_symbols, int) or isinstance(extra_symbols, bool) or not 0 <= extra_symbols <= MAX_EXTRA_SYMBOLS:
             raise ContractError(f"data.sim.extra_symbols must be an integer in [0, {MAX_EXTRA_SYMBOLS}], got {extra_symbols!r}")
         self.seed = seed
         self.extra_symbols = extra_symbols
+        self.processes = processes  # processes generating the blocks list_markets needs (0 = one per core)
         self.requests = 0  # source calls, so tests can prove a run made none
-        self._cache: dict[str, pd.DataFrame] = {}
+        self.blocks_generated = 0  # so tests can prove a narrow use generates only what it needs
+        self._blocks: OrderedDict[int, dict[str, _Series]] = OrderedDict()
         self._lock = threading.RLock()
+
+    def __getstate__(self) -> dict:
+        # a worker process gets the parameters and the (small) universe, not the cached blocks
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_blocks", "_lock")}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._blocks, self._lock = OrderedDict(), threading.RLock()
 
     # -- universe -------------------------------------------------------------------------
 
     @cached_property
     def _specs(self) -> dict[str, dict]:
+        """Every symbol's listing facts, in generation order (its column: `_columns`)."""
         specs: dict[str, dict] = {}
         for base, sector, listed, price, vol, liq in UNIVERSE:
             last = DELISTED.get(base, HALTED.get(base, HORIZON))
@@ -242,86 +169,46 @@ class SimExchange:
         return specs
 
     @cached_property
-    def _panel(self) -> dict[str, np.ndarray]:
-        """Close, open, high, low, volume for every symbol over the whole calendar (NaN = no bar)."""
-        cal = _calendar()
-        n = len(cal)
-        names = list(self._specs)
-        sectors = sorted({s["sector"] for s in self._specs.values()})
-        rng = np.random.default_rng([self.seed, 0])
-        market = _garch(_student_t(rng, n, 1, 4.0), omega=1.25e-5, alpha=0.10, beta=0.88)[:, 0] + 0.0005
-        sector_f = _garch(_student_t(rng, n, len(sectors), 5.0), omega=4.5e-6, alpha=0.08, beta=0.90)
-        # each symbol draws from its own stream, so adding a symbol never changes another one
-        rngs = [np.random.default_rng([self.seed, 1, j]) for j in range(len(names))]
-        idio_all = _garch(
-            np.column_stack([_student_t(r, n, 1, 3.5)[:, 0] for r in rngs]), omega=1.9e-5, alpha=0.09, beta=0.88
-        )
-        crash = cal.get_loc(pd.Timestamp(2020, 3, 12))
-        market[crash] = np.log(0.62)  # the documented market-wide crash day
-        out = {k: np.full((n, len(names)), np.nan) for k in ("open", "high", "low", "close", "volume")}
-        for j, sym in enumerate(names):
-            spec = self._specs[sym]
-            srng = rngs[j]
-            idio = idio_all[:, j]
-            if spec["sector"] == "stable":
-                # pegged: an AR(1) deviation from 1.0
-                dev = np.zeros(n)
-                shocks = srng.normal(0, 0.0006, n)
-                for t in range(1, n):
-                    dev[t] = 0.7 * dev[t - 1] + shocks[t]
-                logret = np.diff(np.log1p(dev), prepend=0.0)
-            else:
-                beta_m = 0.8 + 0.5 * srng.random()
-                beta_s = 0.6 + 0.6 * srng.random()
-                k = sectors.index(spec["sector"])
-                logret = beta_m * market + beta_s * sector_f[:, k] + spec["vol"] * idio
-                logret = np.clip(logret, -0.9, 1.2)  # genuine moves stay below the toxic threshold
-            if sym == "DOGEUSDT":
-                logret[cal.get_loc(pd.Timestamp(2021, 1, 28))] = np.log(1 + 3.92)
-            i0 = cal.get_loc(pd.Timestamp(spec["listed"]))
-            i1 = cal.get_loc(pd.Timestamp(spec["last"]))
-            lr = logret[i0 : i1 + 1].copy()
-            lr[0] = 0.0
-            close = spec["price"] * np.exp(np.cumsum(lr))
-            open_ = np.r_[spec["price"], close[:-1]] * np.exp(srng.normal(0, 0.002, len(lr)))
-            day_vol = np.abs(lr) + 0.01 + 0.02 * spec["vol"]
-            # genuine wicks stay within a factor 1.65 of the body: far from the bad-print gates
-            high = np.maximum(open_, close) * np.exp(np.minimum(np.abs(srng.normal(0, 0.5, len(lr))) * day_vol, 0.5))
-            low = np.minimum(open_, close) * np.exp(-np.minimum(np.abs(srng.normal(0, 0.5, len(lr))) * day_vol, 0.5))
-            level = np.cumsum(srng.normal(0, 0.05, len(lr)))
-            level = level - 0.02 * np.r_[0.0, np.cumsum(level)[:-1]] / max(len(lr), 1)
-            traded_value = spec["liq"] * 1e6 * np.exp(0.5 * level + 4.0 * np.abs(lr))
-            volume = traded_value / close
-            sl = slice(i0, i1 + 1)
-            out["open"][sl, j], out["high"][sl, j], out["low"][sl, j] = open_, high, low
-            out["close"][sl, j], out["volume"][sl, j] = close, volume
-        out["names"] = np.array(names)
-        return out
+    def _columns(self) -> dict[str, int]:
+        """Symbol -> its place in the universe: it seeds the symbol's random stream."""
+        return {sym: j for j, sym in enumerate(self._specs)}
 
     @cached_property
-    def _columns(self) -> dict[str, int]:
-        """Symbol -> its column in `_panel`."""
-        return {str(name): j for j, name in enumerate(self._panel["names"])}
+    def _factors(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The market factor and each sector's factor (log returns over the calendar)."""
+        sectors = sorted({s["sector"] for s in self._specs.values()})
+        rng = np.random.default_rng([self.seed, 0])
+        market = _garch(_student_t(rng, N_DAYS, 1, 4.0), omega=1.25e-5, alpha=0.10, beta=0.88)[:, 0] + 0.0005
+        sector_f = _garch(_student_t(rng, N_DAYS, len(sectors), 5.0), omega=4.5e-6, alpha=0.08, beta=0.90)
+        market[_day(_D(2020, 3, 12))] = np.log(0.62)  # the documented market-wide crash day
+        return market, {s: sector_f[:, k] for k, s in enumerate(sectors)}
 
-    def _bars(self, sym: str) -> pd.DataFrame:
+    def _series(self, sym: str) -> _Series:
         """All bars the exchange would ever serve for `sym`, with the defects injected."""
+        b = self._columns[sym] // BLOCK_SYMBOLS
         with self._lock:
-            if sym not in self._cache:
-                self._cache[sym] = self._make_bars(sym)
-            return self._cache[sym]
+            if b in self._blocks:
+                self._blocks.move_to_end(b)
+            else:
+                self._blocks[b] = self._generate_block(b)
+                self.blocks_generated += 1
+                while len(self._blocks) > CACHED_BLOCKS:
+                    self._blocks.popitem(last=False)
+            return self._blocks[b][sym]
 
-    def _make_bars(self, sym: str) -> pd.DataFrame:
-        panel = self._panel
-        j = self._columns[sym]  # a dict: `list(names).index(sym)` was one scan per symbol
-        cal = _calendar()
-        df = pd.DataFrame(
-            {
-                "timestamp": date_to_ms(GENESIS) + np.arange(len(cal), dtype="int64") * DAY_MS,
-                **{k: panel[k][:, j].copy() for k in ("open", "high", "low", "close", "volume")},
-            }
-        )
-        df = df[df["close"].notna()].reset_index(drop=True)
-        return _inject_defects(sym, df)
+    def _generate_block(self, b: int) -> dict[str, _Series]:
+        names = list(self._specs)[b * BLOCK_SYMBOLS : (b + 1) * BLOCK_SYMBOLS]
+        first = b * BLOCK_SYMBOLS
+        market, sector_f = self._factors
+        # each symbol draws from its own stream, so adding a symbol never changes another one
+        rngs = [np.random.default_rng([self.seed, 1, first + i]) for i in range(len(names))]
+        idio = _garch(np.column_stack([_student_t(r, N_DAYS, 1, 3.5)[:, 0] for r in rngs]), omega=1.9e-5, alpha=0.09, beta=0.88)
+        out = {}
+        for i, sym in enumerate(names):
+            spec = self._specs[sym]
+            ts, values = _symbol_bars(sym, spec, rngs[i], idio[:, i], market, sector_f[spec["sector"]])
+            out[sym] = _inject_defects(sym, ts, values)
+        return out
 
     # -- Source interface ------------------------------------------------------------------
 
@@ -337,20 +224,21 @@ class SimExchange:
 
     def list_markets(self, as_of: dt.date) -> list[Market]:
         self._count()
+        listed = [sym for sym, spec in self._specs.items() if spec["listed"] <= as_of]
+        self._factors  # noqa: B018  (computed once, before the workers start: they inherit it)
+        blocks = sorted({self._columns[sym] // BLOCK_SYMBOLS for sym in listed})
+        trading: dict[str, tuple[dt.date, float, float]] = {}
+        for facts in iter_ordered(_block_trading, [(b, as_of) for b in blocks], self.processes, self):
+            trading.update(facts)
         markets = []
-        for sym, spec in self._specs.items():
-            if spec["listed"] > as_of:
-                continue
-            bars = self._bars(sym)
-            bars = bars[bars["timestamp"] <= date_to_ms(as_of)]
-            last_day = pd.Timestamp(int(bars["timestamp"].iloc[-1]), unit="ms").date()
+        for sym in listed:
+            spec = self._specs[sym]
             status = "TRADING"
             if spec["base"] in DELISTED and DELISTED[spec["base"]] <= as_of:
                 status = "BREAK"
             elif spec["base"] in HALTED and HALTED[spec["base"]] <= as_of:
                 status = "HALT"
-            tail = bars.tail(30)
-            value = tail["close"] * tail["volume"]
+            last_day, value_24h, value_30d = trading[sym]
             markets.append(
                 Market(
                     symbol=SymbolId.of(EXCHANGE, sym),
@@ -359,61 +247,113 @@ class SimExchange:
                     status=status,
                     listed_on=spec["listed"],
                     last_trade_on=last_day,
-                    traded_value_24h=float(value.iloc[-1]),
-                    traded_value_30d=float(value.median()),
+                    traded_value_24h=value_24h,
+                    traded_value_30d=value_30d,
                     extra={"sector": spec["sector"]},
                 )
             )
         return markets
 
+    def _trading(self, block: int, as_of: dt.date) -> dict[str, tuple[dt.date, float, float]]:
+        """Symbol -> (last trade day, last day's traded value, median of the last 30 days') for
+        the symbols of a block listed by `as_of`."""
+        out = {}
+        last_ms = date_to_ms(as_of)
+        for sym in list(self._specs)[block * BLOCK_SYMBOLS : (block + 1) * BLOCK_SYMBOLS]:
+            if self._specs[sym]["listed"] > as_of:
+                continue
+            series = self._series(sym)
+            n = int(np.searchsorted(series.timestamp, last_ms, side="right"))  # bars up to as_of
+            tail = slice(max(n - 30, 0), n)
+            value = pd.Series(series.values[3][tail] * series.values[4][tail])
+            out[sym] = (ms_to_date(int(series.timestamp[n - 1])), float(value.iloc[-1]), float(value.median()))
+        return out
+
     def fetch_bars(self, symbol: SymbolId, start: dt.date, end: dt.date) -> pd.DataFrame:
         self._count()
         sym = self._symbol(symbol)
+        series = self._series(sym)
         if end < start:
-            return self._bars(sym).iloc[:0].reset_index(drop=True)
-        bars = self._bars(sym)
-        lo, hi = date_to_ms(start), date_to_ms(end)
-        window = bars[(bars["timestamp"] >= lo) & (bars["timestamp"] <= hi)]
+            return series.rows(slice(0, 0))
+        ts = series.timestamp
+        window = (ts >= date_to_ms(start)) & (ts <= date_to_ms(end))
         if (end - start).days + 1 > BULK_WINDOW_DAYS:
             for d in DEFECTS:
                 if d.kind == "healable_gap" and d.symbol == sym:
-                    ts = window["timestamp"]
-                    window = window[(ts < date_to_ms(d.start)) | (ts > date_to_ms(d.end))]
-        return window.reset_index(drop=True)
+                    window &= (ts < date_to_ms(d.start)) | (ts > date_to_ms(d.end))
+        return series.rows(window)
 
 
-def _inject_defects(sym: str, df: pd.DataFrame) -> pd.DataFrame:
-    ts = df["timestamp"]
+def _block_trading(sim: SimExchange, item: tuple[int, dt.date]) -> dict[str, tuple[dt.date, float, float]]:
+    return sim._trading(*item)  # in a worker process: one block generated and summarised
+
+
+def _symbol_bars(sym: str, spec: dict, rng: np.random.Generator, idio: np.ndarray, market: np.ndarray, sector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A symbol's open times and (5, rows) values from listing to last trade, before defects.
+
+    `rng` is the symbol's own stream, already past its idiosyncratic innovations.
+    """
+    n = N_DAYS
+    if spec["sector"] == "stable":
+        # pegged: an AR(1) deviation from 1.0
+        dev = np.zeros(n)
+        shocks = rng.normal(0, 0.0006, n)
+        for t in range(1, n):
+            dev[t] = 0.7 * dev[t - 1] + shocks[t]
+        logret = np.diff(np.log1p(dev), prepend=0.0)
+    else:
+        beta_m = 0.8 + 0.5 * rng.random()
+        beta_s = 0.6 + 0.6 * rng.random()
+        logret = beta_m * market + beta_s * sector + spec["vol"] * idio
+        logret = np.clip(logret, -0.9, 1.2)  # genuine moves stay below the toxic threshold
+    if sym == "DOGEUSDT":
+        logret[_day(_D(2021, 1, 28))] = np.log(1 + 3.92)
+    i0, i1 = _day(spec["listed"]), _day(spec["last"])
+    lr = logret[i0 : i1 + 1].copy()
+    lr[0] = 0.0
+    close = spec["price"] * np.exp(np.cumsum(lr))
+    open_ = np.r_[spec["price"], close[:-1]] * np.exp(rng.normal(0, 0.002, len(lr)))
+    day_vol = np.abs(lr) + 0.01 + 0.02 * spec["vol"]
+    # genuine wicks stay within a factor 1.65 of the body: far from the bad-print gates
+    high = np.maximum(open_, close) * np.exp(np.minimum(np.abs(rng.normal(0, 0.5, len(lr))) * day_vol, 0.5))
+    low = np.minimum(open_, close) * np.exp(-np.minimum(np.abs(rng.normal(0, 0.5, len(lr))) * day_vol, 0.5))
+    level = np.cumsum(rng.normal(0, 0.05, len(lr)))
+    level = level - 0.02 * np.r_[0.0, np.cumsum(level)[:-1]] / max(len(lr), 1)
+    traded_value = spec["liq"] * 1e6 * np.exp(0.5 * level + 4.0 * np.abs(lr))
+    volume = traded_value / close
+    values = np.stack([open_, high, low, close, volume])
+    served = ~np.isnan(close)  # a day without a close is no bar
+    return CALENDAR_MS[i0 : i1 + 1][served], values[:, served]
+
+
+def _inject_defects(sym: str, ts: np.ndarray, values: np.ndarray) -> _Series:
+    """`values` (open, high, low, close, volume rows) with the DEFECTS of `sym` applied."""
+    o, h, l, c, v = range(5)
     for d in DEFECTS:
         if d.symbol not in (sym, "*"):
             continue
         in_range = (ts >= date_to_ms(d.start)) & (ts <= date_to_ms(d.end))
         if d.kind in ("contamination", "contamination_unisolated"):
-            for col in ("open", "high", "low", "close"):
-                df.loc[in_range, col] = df.loc[in_range, col] * 1000.0
+            values[:4, in_range] *= 1000.0
         elif d.kind == "bad_wick_low":
-            df.loc[in_range, "low"] = df.loc[in_range, "close"] / 1000.0
+            values[l, in_range] = values[c, in_range] / 1000.0
         elif d.kind == "bad_wick_high":
-            df.loc[in_range, "high"] = df.loc[in_range, "close"] * 50.0
+            values[h, in_range] = values[c, in_range] * 50.0
         elif d.kind == "ohlc_order":
-            hi, lo = df.loc[in_range, "high"].copy(), df.loc[in_range, "low"].copy()
-            df.loc[in_range, "high"], df.loc[in_range, "low"] = lo, hi
+            values[h, in_range], values[l, in_range] = values[l, in_range], values[h, in_range]
         elif d.kind == "zero_volume_stall":
-            idx = np.flatnonzero(in_range.to_numpy())
+            idx = np.flatnonzero(in_range)
             if len(idx):
-                flat = df["close"].iat[idx[0] - 1]
-                for col in ("open", "high", "low", "close"):
-                    df.loc[in_range, col] = flat
-                df.loc[in_range, "volume"] = 0.0
+                values[:4, in_range] = values[c, idx[0] - 1]
+                values[v, in_range] = 0.0
         elif d.kind in ("permanent_gap", "exchange_outage"):
-            df = df[~in_range]
-            ts = df["timestamp"]
-    return df.reset_index(drop=True)
+            ts, values = ts[~in_range], values[:, ~in_range]
+    return _Series(ts, values)
 
 
 def from_params(data) -> SimExchange:
     """The source of `data.source: sim` from the typed `data` section."""
-    return SimExchange(seed=data.sim.seed, extra_symbols=data.sim.extra_symbols)
+    return SimExchange(seed=data.sim.seed, extra_symbols=data.sim.extra_symbols, processes=data.processes)
 
 
 __all__ = ["SimExchange", "SimConfig", "DEFECTS", "Defect", "from_params", "EXCHANGE", "DAY_MS"]
