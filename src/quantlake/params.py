@@ -59,7 +59,7 @@ class DataParams(Section):
     start: dt.date = dt.date(2020, 1, 1)
     freshness_hours: float = 12.0
     workers: int = 4
-    processes: int = 0  # processes for the per-symbol work of ingest, features and audit (0 = one per core)
+    processes: int = 0  # processes for the per-symbol work of the data stages (0 = one per core)
     max_gap_days: int = 5
     toxic_threshold: float = QualityRules.toxic_threshold
     wick_low_factor: float = QualityRules.wick_low_factor
