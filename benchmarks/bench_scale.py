@@ -1,8 +1,9 @@
 """Benchmark (issue 7, item 7): the whole pipeline as the universe grows (sim), stage by stage.
 
 Run: ``python benchmarks/bench_scale.py [--symbols 250,1000,5000] [--skip sweep] [--exp] [--push] [--keep]``
-(with ``--skip sweep``: about 5 min at 1,000 symbols and 31 min at 5,000 on 2 shared cores at
-load 2-6; the sweep stage, a grid of full backtests, took 14 min alone at 1,000).
+(with ``--skip sweep``: about 2.5 min at 1,000 symbols and 9 min at 5,000 on 2 shared cores,
+plus about 2 min per size for the no-op figures; the sweep stage, a grid of full backtests,
+took 14 min alone at 1,000 on older code).
 
 For each universe size N: a fresh git + DVC repository from this project's files, sized by
 `data.sim.extra_symbols` (scanner limit N), then every stage of dvc.yaml in order, each as
@@ -20,24 +21,24 @@ largest sizes: 1 = linear in the universe, 2 = quadratic. Stages whose time does
 time also grows with the other jobs' load, so each stage's CPU seconds (user + system of DVC
 and the stage command, from `wait4`) and their exponent are reported too.
 
-Measured 2026-12-02 (issue 14, items 8 and 4; `--symbols 1000,5000 --skip sweep`, load 1.8-5.9,
-wall time only: the CPU columns came after this run; details in benchmarks/README.md, item 7):
+Measured 2026-12-02, third session of issue 14 (`--symbols 1000,5000 --skip sweep`, load 2.5-5.8:
+two other jobs shared the 2 cores), every stage on both cores (`data.processes`, `backtest.workers`):
 
-| stage      | 1,000 sym (s) | 5,000 sym (s) | growth exponent | peak RSS at 5,000 (MiB) | load1 1,000 / 5,000 |
-|------------|---------------|---------------|-----------------|-------------------------|---------------------|
-| discover   | 8.3           | 44.5          | 1.05            | 2,007                   | 2.6 / 5.9           |
-| ingest     | 56.0          | 320.3         | 1.08            | 2,468                   | 2.9 / 4.3           |
-| repair     | 20.1          | 122.0         | 1.12            | 2,274                   | 3.2 / 5.3           |
-| features   | 57.7          | 428.3         | 1.25            | 11,845                  | 2.9 / 5.6           |
-| audit      | 30.1          | 176.8         | 1.10            | 1,480                   | 2.9 / 2.4           |
-| report     | 23.9          | 140.9         | 1.10            | 4,455                   | 3.3 / 2.0           |
-| snapshot   | 15.6          | 63.5          | 0.87            | 250                     | 3.7 / 2.1           |
-| returns    | 9.3           | 36.9          | 0.86            | 799                     | 3.9 / 2.0           |
-| select     | 9.2           | 41.9          | 0.94            | 2,041                   | 4.0 / 2.1           |
-| synthesize | 7.0           | 25.6          | 0.81            | 832                     | 4.1 / 2.0           |
-| optimize   | 8.1           | 26.7          | 0.74            | 883                     | 4.2 / 2.1           |
-| backtest   | 69.2          | 424.0         | 1.13            | 3,931                   | 5.7 / 1.8           |
-| total      | 314.5         | 1,851.3       | 1.10            | 11,845                  |                     |
+| stage      | 1,000 sym (s) | 5,000 sym (s) | growth exponent | CPU exponent | peak RSS at 5,000 (MiB) |
+|------------|---------------|---------------|-----------------|--------------|-------------------------|
+| discover   | 6.0           | 13.4          | 0.49            | 0.59         | 224                     |
+| ingest     | 18.4          | 81.7          | 0.93            | 0.92         | 603                     |
+| repair     | 6.5           | 21.8          | 0.76            | 0.72         | 297                     |
+| features   | 28.1          | 135.1         | 0.98            | 0.99         | 456                     |
+| audit      | 17.4          | 88.2          | 1.01            | 1.04         | 1,420                   |
+| report     | 5.1           | 19.6          | 0.84            | 0.86         | 195                     |
+| snapshot   | 10.9          | 51.1          | 0.96            | 0.98         | 250                     |
+| returns    | 4.2           | 13.8          | 0.74            | 0.74         | 809                     |
+| select     | 4.3           | 10.7          | 0.57            | 0.62         | 1,004                   |
+| synthesize | 3.5           | 6.5           | 0.39            | 0.52         | 866                     |
+| optimize   | 4.3           | 7.1           | 0.31            | 0.40         | 822                     |
+| backtest   | 30.2          | 60.3          | 0.43            | 0.59         | 1,476                   |
+| total      | 138.8         | 509.3         | 0.81            | 0.85         | 1,476                   |
 """
 
 from __future__ import annotations
