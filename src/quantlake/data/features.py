@@ -133,7 +133,7 @@ def run_features(symbols: Iterable[SymbolId], layers: Layers, *, processes: int 
             summary.unchanged.append(sym)
             continue
         from_ms = _month_start(first) if old else ALL_ROWS
-        if old and first < max(key_bounds(k.split("/", 1)[1])[0] for k in old if k.startswith("bars/")):
+        if old and first < max((key_bounds(k.split("/", 1)[1])[0] for k in old if k.startswith("bars/")), default=first):
             summary.recomputed_from[sym] = int(first)
         todo.append((sym, from_ms))
     clear_spill(layer)
