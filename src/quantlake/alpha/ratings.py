@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..contracts import ContractError
+from ..layer import read_file
 from .sections import RATING_COLUMNS
 
 RATING_SOURCE_COLUMNS = ("timestamp", "symbol", *RATING_COLUMNS.values())
@@ -55,7 +56,7 @@ class RatingsTable:
         names: dict[str, int] = {}  # first seen order; renumbered by name below
         at = 0
         for path, n in zip(files, counts):
-            table = pq.ParquetFile(path).read(columns=list(RATING_SOURCE_COLUMNS), use_threads=False)
+            table = read_file(path, RATING_SOURCE_COLUMNS)
             rows = slice(at, at + n)
             days[rows] = table.column("timestamp").to_numpy()
             for j, c in enumerate(RATING_COLUMNS.values()):

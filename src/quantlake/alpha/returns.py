@@ -28,10 +28,9 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from quantlake.contracts import DAY_MS, OHLCV_SCHEMA, ContractError, SymbolId
-from quantlake.layer import fragment_paths
+from quantlake.layer import fragment_paths, read_file
 
 DATE_INDEX_NAME = "date"
 PANEL_COLUMNS = ("timestamp", "close", "volume")  # what the panels read of a bar file
@@ -144,8 +143,7 @@ def _read_fragment(file: str | os.PathLike, columns: tuple[str, ...]) -> pa.Tabl
     returns the columns in the file's order (so they are taken by name).
     """
     try:
-        with pa.OSFile(os.fspath(file)) as source:
-            table = pq.ParquetFile(source, pre_buffer=False).read(columns=list(columns), use_threads=False)
+        table = read_file(file, columns)
     except (OSError, pa.ArrowException) as exc:
         raise ContractError(f"bar file {os.fspath(file)}: unreadable Parquet ({type(exc).__name__}: {exc})") from exc
     if table.num_columns != len(columns):
